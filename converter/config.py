@@ -1,0 +1,213 @@
+"""Configuration: one frozen Config read from CONVERTER_* environment variables.
+
+Every variable is declared once in ``SETTINGS`` with its default and its meaning;
+the README table is checked against this list by a test, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from converter.errors import ConfigError
+
+PREFIX = "CONVERTER_"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: its field name, parser, default and description."""
+
+    name: str
+    parse: Callable[[str], Any]
+    default: str
+    help: str
+
+    @property
+    def env(self) -> str:
+        """The environment variable that sets this field."""
+        return PREFIX + self.name.upper()
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be zero or a positive integer")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if value <= 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _workers(raw: str) -> int:
+    if raw in ("", "auto"):
+        return max(1, os.cpu_count() or 1)
+    return _positive_int(raw)
+
+
+def _storage(raw: str) -> str:
+    if raw not in ("local", "s3"):
+        raise ValueError("must be 'local' or 's3'")
+    return raw
+
+
+def _text(raw: str) -> str:
+    return raw
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _csv(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("host", _text, "127.0.0.1", "Interface the HTTP server binds to."),
+    Setting("port", _positive_int, "8080", "Port the HTTP server listens on."),
+    Setting("data_dir", _text, "./data", "Directory for the SQLite database, local artifacts and engine profiles."),
+    Setting("database_url", _text, "", "SQLAlchemy URL; empty means SQLite at CONVERTER_DATA_DIR/converter.db."),
+    Setting("storage", _storage, "local", "Artifact storage backend: local or s3."),
+    Setting("s3_bucket", _text, "", "Bucket for CONVERTER_STORAGE=s3."),
+    Setting("s3_endpoint_url", _text, "", "S3 endpoint (for MinIO, moto or another S3-compatible store); empty means AWS."),
+    Setting("s3_prefix", _text, "converter/", "Key prefix for objects in the S3 bucket."),
+    Setting("public_url", _text, "", "Base URL used in download links; empty means the URL the request came in on."),
+    Setting("secret_key", _text, "", "HMAC key for download tokens and webhooks; empty means one generated and kept in CONVERTER_DATA_DIR."),
+    Setting("url_ttl", _positive_int, "3600", "Seconds a signed download URL stays valid."),
+    Setting("max_upload_mb", _positive_int, "100", "Largest accepted upload, in MiB."),
+    Setting("workers", _workers, "auto", "LibreOffice instances in the engine pool; auto means one per CPU core."),
+    Setting("conversion_timeout", _positive_float, "120", "Seconds one conversion may take, queueing included."),
+    Setting("queue_size", _non_negative_int, "64", "Conversions that may wait for a free instance before 503 overloaded."),
+    Setting("recycle_after", _positive_int, "200", "Conversions after which an instance is restarted gracefully."),
+    Setting("max_rss_mb", _positive_int, "1536", "LibreOffice resident memory (MiB) above which an instance is recycled."),
+    Setting("soffice", _text, "", "Path to soffice.bin; empty means the Debian location or the one on PATH."),
+    Setting("engine_python", _text, "", "Python that can import uno and runs the engine bridge; empty means this one if it can, else /usr/bin/python3."),
+    Setting("http_threads", _positive_int, "32", "Threads of the gunicorn worker that serve HTTP requests."),
+    Setting("bootstrap_key", _text, "", "API key to create on first start (sk_live_...) instead of a random one."),
+    Setting("runs_per_hour", _positive_int, "30", "POST /v1/runs requests per API key per hour."),
+    Setting("requests_per_minute", _positive_int, "600", "Requests per API key per minute on every other endpoint."),
+    Setting("run_workers", _non_negative_int, "2", "Threads per process that execute async runs."),
+    Setting("run_lease_seconds", _positive_int, "60", "Seconds a claimed run stays leased before another worker may reclaim it."),
+    Setting("run_max_attempts", _positive_int, "3", "Attempts at a run before it fails on transient engine errors."),
+    Setting("webhook_allow", _csv, "", "Comma-separated CIDRs webhook targets may use despite the default deny list."),
+    Setting("webhook_timeout", _positive_float, "10", "Seconds one webhook delivery may take."),
+    Setting("webhook_max_attempts", _positive_int, "5", "Delivery attempts per webhook before giving up."),
+    Setting("log_level", _text, "INFO", "Python logging level."),
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated service configuration."""
+
+    host: str
+    port: int
+    data_dir: str
+    database_url: str
+    storage: str
+    s3_bucket: str
+    s3_endpoint_url: str
+    s3_prefix: str
+    public_url: str
+    secret_key: str
+    url_ttl: int
+    max_upload_mb: int
+    workers: int
+    conversion_timeout: float
+    queue_size: int
+    recycle_after: int
+    max_rss_mb: int
+    soffice: str
+    engine_python: str
+    http_threads: int
+    bootstrap_key: str
+    runs_per_hour: int
+    requests_per_minute: int
+    run_workers: int
+    run_lease_seconds: int
+    run_max_attempts: int
+    webhook_allow: tuple[str, ...]
+    webhook_timeout: float
+    webhook_max_attempts: int
+    log_level: str
+
+    @property
+    def data_path(self) -> Path:
+        """CONVERTER_DATA_DIR as an absolute path."""
+        return Path(self.data_dir).resolve()
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL, defaulting to SQLite inside the data directory."""
+        return self.database_url or f"sqlite:///{self.data_path / 'converter.db'}"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """CONVERTER_MAX_UPLOAD_MB in bytes."""
+        return self.max_upload_mb * 1024 * 1024
+
+    def replace(self, **changes: Any) -> Config:
+        """Return a copy with some fields changed (tests and the CLI use this)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Config(**values)
+
+
+def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+    """Read and validate configuration; raise ConfigError naming the bad variable."""
+    env = os.environ if environ is None else environ
+    known = {s.env for s in SETTINGS}
+    unknown = sorted(k for k in env if k.startswith(PREFIX) and k not in known
+                     and not k.startswith(PREFIX + "TEST_"))
+    if unknown:
+        raise ConfigError(
+            f"Unknown setting {unknown[0]}; valid variables are: {', '.join(sorted(known))}"
+        )
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        if setting.name in overrides:
+            values[setting.name] = overrides[setting.name]
+            continue
+        raw = env.get(setting.env, setting.default)
+        try:
+            values[setting.name] = setting.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{setting.env}={raw!r} is invalid: {exc} ({setting.help})"
+            ) from None
+    config = Config(**values)
+    _validate(config)
+    return config
+
+
+def _validate(config: Config) -> None:
+    if config.storage == "s3" and not config.s3_bucket:
+        raise ConfigError("CONVERTER_S3_BUCKET must be set when CONVERTER_STORAGE=s3")
+    if config.bootstrap_key and not config.bootstrap_key.startswith("sk_live_"):
+        raise ConfigError("CONVERTER_BOOTSTRAP_KEY must start with 'sk_live_'")
+    if config.bootstrap_key and len(config.bootstrap_key) < len("sk_live_") + 16:
+        raise ConfigError(
+            "CONVERTER_BOOTSTRAP_KEY is too short: use sk_live_ and at least 16 random characters"
+        )
+    if config.public_url and not config.public_url.startswith(("http://", "https://")):
+        raise ConfigError("CONVERTER_PUBLIC_URL must start with http:// or https://")

@@ -1,0 +1,271 @@
+"""The engine bridge: an XML-RPC server in front of one LibreOffice process.
+
+This is the only module of the project that imports ``uno``; it runs under a
+Python that has LibreOffice's bindings (Debian's python3-uno), started by the
+supervisor as ``python -m converter.engine.bridge``. It speaks unoserver's RPC
+API (``info`` and ``convert`` with unoserver's parameters) so unoserver's own
+client can drive it, and it builds on unoserver's public ``UnoConverter`` for the
+connection to LibreOffice. What it adds is the load it performs: hidden,
+read-only, no link updates, no macros, the import filter named instead of
+detected, and paths confined to the service's scratch directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+import time
+import xmlrpc.client
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from typing import Any
+from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
+
+import uno
+from com.sun.star.beans import PropertyValue
+from unoserver.converter import UnoConverter
+
+logger = logging.getLogger("converter.engine.bridge")
+
+API_VERSION = "3"  # unoserver's RPC API version this bridge is compatible with
+
+# Fault codes the web side maps to errors (see converter.engine.client).
+FAULT_LOAD_FAILED = 1
+FAULT_EXPORT_FAILED = 2
+FAULT_BAD_REQUEST = 3
+FAULT_ENGINE_GONE = 10
+
+# com.sun.star.document.MacroExecMode.NEVER_EXECUTE and UpdateDocMode.NO_UPDATE
+NEVER_EXECUTE = 0
+NO_UPDATE = 0
+
+
+def _prop(name: str, value: Any) -> Any:
+    return PropertyValue(Name=name, Value=value)
+
+
+def _typed(value: str) -> Any:
+    if value == "true":
+        return True
+    if value == "false":
+        return False
+    if value.isdecimal():
+        return int(value)
+    return value
+
+
+def _export_props(filtername: str, filter_options: list[str]) -> tuple[Any, ...]:
+    """Split unoserver-style options into FilterData ("Name=Value") and FilterOptions."""
+    data = []
+    plain = []
+    for option in filter_options:
+        name, sep, value = option.partition("=")
+        if sep and name.isidentifier():
+            data.append(_prop(name, _typed(value)))
+        else:
+            plain.append(option)
+    props = [_prop("FilterName", filtername), _prop("Overwrite", True)]
+    if data:
+        props.append(_prop("FilterData", uno.Any("[]com.sun.star.beans.PropertyValue",
+                                                 tuple(data))))
+    if plain:
+        props.append(_prop("FilterOptions", ",".join(plain) if len(plain) > 1 else plain[0]))
+    return tuple(props)
+
+
+def _is_disposed(exc: BaseException) -> bool:
+    name = type(exc).__name__
+    text = str(exc)
+    return name in ("DisposedException",) or "disposed" in text.lower() or (
+        "connection" in text.lower() and "closed" in text.lower())
+
+
+class Bridge:
+    """Converts documents on one LibreOffice, one at a time."""
+
+    def __init__(self, uno_port: int, scratch_root: Path, connect_timeout: float) -> None:
+        self.scratch_root = scratch_root.resolve()
+        self.lock = threading.Lock()
+        self.converter = self._connect(uno_port, connect_timeout)
+        self.conversions = 0
+
+    @staticmethod
+    def _connect(uno_port: int, timeout: float) -> UnoConverter:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return UnoConverter(interface="127.0.0.1", port=str(uno_port))
+            except Exception as exc:  # uno raises its own NoConnectException
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"LibreOffice did not accept on {uno_port}: {exc}") from exc
+                time.sleep(0.05)
+
+    def _confined(self, path: str) -> str:
+        resolved = Path(path).resolve()
+        if self.scratch_root not in resolved.parents:
+            raise xmlrpc.client.Fault(FAULT_BAD_REQUEST,
+                                      f"path {path} is outside the scratch directory")
+        return str(resolved)
+
+    def _load(self, url: str, infiltername: str | None, password: str | None) -> Any:
+        props = [
+            _prop("Hidden", True),
+            _prop("ReadOnly", True),
+            _prop("UpdateDocMode", NO_UPDATE),
+            _prop("MacroExecutionMode", NEVER_EXECUTE),
+            _prop("Silent", True),
+        ]
+        if password:
+            props.append(_prop("Password", password))
+        attempts = [infiltername, None] if infiltername else [None]
+        last: Exception | None = None
+        for flt in attempts:
+            try:
+                document = self.converter.desktop.loadComponentFromURL(
+                    url, "_blank", 0, tuple(props + ([_prop("FilterName", flt)] if flt else [])))
+            except Exception as exc:
+                if _is_disposed(exc):
+                    raise
+                last = exc
+                continue
+            if document is not None:
+                return document
+        # Older variants of a format (Word 95, PowerPoint 95) need LibreOffice's own
+        # detection, hence the second attempt without a filter before giving up.
+        raise xmlrpc.client.Fault(
+            FAULT_LOAD_FAILED, f"document could not be loaded: {last or 'no component'}")
+
+    def convert(self, inpath: str | None = None, indata: Any = None, outpath: str | None = None,
+                convert_to: str | None = None, filtername: str | None = None,
+                filter_options: list[str] | None = None, update_index: bool = True,
+                infiltername: str | None = None, password: str | None = None) -> Any:
+        """unoserver-compatible convert: paths in the scratch directory, or bytes."""
+        if not filtername:
+            raise xmlrpc.client.Fault(FAULT_BAD_REQUEST, "filtername is required")
+        with self.lock:
+            tmp_in = tmp_out = None
+            try:
+                if inpath is None:
+                    if indata is None:
+                        raise xmlrpc.client.Fault(FAULT_BAD_REQUEST, "inpath or indata required")
+                    tmp_in = self.scratch_root / f"bridge-{os.getpid()}-in"
+                    tmp_in.write_bytes(indata.data if hasattr(indata, "data") else indata)
+                    inpath = str(tmp_in)
+                if outpath is None:
+                    tmp_out = self.scratch_root / f"bridge-{os.getpid()}-out.{convert_to or 'bin'}"
+                    outpath = str(tmp_out)
+                source = self._confined(inpath)
+                target = self._confined(outpath)
+                self._convert(source, target, filtername, filter_options or [],
+                              update_index, infiltername, password)
+                self.conversions += 1
+                if tmp_out is not None:
+                    return xmlrpc.client.Binary(tmp_out.read_bytes())
+                return None
+            except xmlrpc.client.Fault:
+                raise
+            except Exception as exc:
+                if _is_disposed(exc):
+                    logger.error("LibreOffice connection lost: %s", exc)
+                    # The supervisor restarts us together with LibreOffice.
+                    threading.Thread(target=_exit_soon, daemon=True).start()
+                    raise xmlrpc.client.Fault(FAULT_ENGINE_GONE, f"engine lost: {exc}") from None
+                raise xmlrpc.client.Fault(FAULT_EXPORT_FAILED, f"conversion failed: {exc}") from None
+            finally:
+                for tmp in (tmp_in, tmp_out):
+                    if tmp is not None:
+                        tmp.unlink(missing_ok=True)
+
+    def _convert(self, source: str, target: str, filtername: str, filter_options: list[str],
+                 update_index: bool, infiltername: str | None, password: str | None) -> None:
+        document = self._load(uno.systemPathToFileUrl(source), infiltername, password)
+        try:
+            if update_index and hasattr(document, "getDocumentIndexes"):
+                # Tables of contents carry page numbers that only exist after layout.
+                indexes = document.getDocumentIndexes()
+                for i in range(indexes.getCount()):
+                    indexes.getByIndex(i).update()
+            document.storeToURL(uno.systemPathToFileUrl(target),
+                                _export_props(filtername, filter_options))
+        finally:
+            try:
+                document.close(True)
+            except Exception:  # a document that fails to close must not mask the result
+                logger.warning("closing the document failed", exc_info=True)
+
+    def warmup(self) -> bool:
+        """Load each LibreOffice module once so no request pays its first-use cost."""
+        for factory, flt, ext in (("swriter", "writer_pdf_Export", "pdf"),
+                                  ("scalc", "calc_pdf_Export", "pdf"),
+                                  ("simpress", "impress_pdf_Export", "pdf")):
+            out = self.scratch_root / f"warmup-{os.getpid()}-{factory}.{ext}"
+            with self.lock:
+                doc = self.converter.desktop.loadComponentFromURL(
+                    f"private:factory/{factory}", "_blank", 0, (_prop("Hidden", True),))
+                try:
+                    doc.storeToURL(uno.systemPathToFileUrl(str(out)),
+                                   (_prop("FilterName", flt),))
+                finally:
+                    doc.close(True)
+                    out.unlink(missing_ok=True)
+        return True
+
+    def info(self) -> dict[str, Any]:
+        """unoserver-compatible info: versions and filter names."""
+        conv = self.converter
+        return {
+            "unoserver": "converter-bridge",
+            "api": API_VERSION,
+            "import_filters": conv.get_filter_names(conv.get_available_import_filters()),
+            "export_filters": conv.get_filter_names(conv.get_available_export_filters()),
+            "libreoffice_version": conv.uno_info(),
+        }
+
+    def ping(self) -> dict[str, Any]:
+        """Cheap liveness answer that does not wait for a running conversion."""
+        return {"pid": os.getpid(), "conversions": self.conversions,
+                "busy": self.lock.locked()}
+
+
+def _exit_soon() -> None:
+    time.sleep(0.2)
+    os._exit(3)
+
+
+class _Handler(SimpleXMLRPCRequestHandler):
+    rpc_paths = ("/", "/RPC2")
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+        """Silence per-request access logs; the service logs conversions itself."""
+
+
+class _Server(ThreadingMixIn, SimpleXMLRPCServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the bridge until killed."""
+    parser = argparse.ArgumentParser("converter-engine-bridge")
+    parser.add_argument("--uno-port", type=int, required=True)
+    parser.add_argument("--rpc-port", type=int, required=True)
+    parser.add_argument("--scratch-root", type=Path, required=True)
+    parser.add_argument("--connect-timeout", type=float, default=60.0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="bridge[%(process)d] %(levelname)s %(message)s")
+    bridge = Bridge(args.uno_port, args.scratch_root, args.connect_timeout)
+    server = _Server(("127.0.0.1", args.rpc_port), requestHandler=_Handler,
+                     allow_none=True, logRequests=False)
+    for name in ("convert", "info", "ping", "warmup"):
+        server.register_function(getattr(bridge, name), name)
+    logger.info("serving on 127.0.0.1:%d for LibreOffice on %d", args.rpc_port, args.uno_port)
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

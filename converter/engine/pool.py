@@ -1,0 +1,326 @@
+"""The engine pool: N supervised instances, a bounded wait queue, and the retry policy.
+
+Every conversion gets its own scratch directory, an instance of its own for its
+whole duration, and a deadline that queueing counts against. Failures are
+classified here: a document LibreOffice cannot open is the client's problem
+(422); an instance that died or hung is ours (restart it, retry once elsewhere).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+import xmlrpc.client
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from converter.config import Config
+from converter.engine.client import (
+    FAULT_EXPORT_FAILED,
+    FAULT_LOAD_FAILED,
+    EngineCallTimeout,
+    EngineGone,
+)
+from converter.engine.instance import (
+    EngineStartError,
+    Instance,
+    Spawner,
+    State,
+    find_engine_python,
+    find_soffice,
+)
+from converter.engine.profile import write_profile
+from converter.errors import ConversionTimeout, Overloaded, UnprocessableDocument, UpstreamError
+
+logger = logging.getLogger("converter.engine")
+
+START_TIMEOUT = 90.0
+
+
+@dataclass(frozen=True)
+class EngineJob:
+    """What the engine needs for one conversion; built by the service from an ExportPlan."""
+
+    import_filter: str
+    export_filter: str
+    filter_options: list[str]
+
+
+class EnginePool:
+    """A pool of LibreOffice instances under a supervisor thread."""
+
+    def __init__(self, config: Config, root: Path | None = None) -> None:
+        self.config = config
+        self.root = (root or config.data_path / "engine").resolve()
+        self.scratch_root = self.root / "scratch"
+        self.template = self.root / "profile-template"
+        self.size = config.workers
+        self.spawner = Spawner()
+        soffice = find_soffice(config.soffice)
+        python = find_engine_python(config.engine_python)
+        self.instances = [
+            Instance(i, self.root / f"instance-{i}", self.scratch_root, self.template,
+                     soffice, python, self.spawner)
+            for i in range(self.size)
+        ]
+        self.cond = threading.Condition()
+        self.waiting = 0
+        self.busy = 0
+        self.busy_max = 0
+        self.conversions_total = 0
+        self.restarts: Counter[str] = Counter()
+        self.failures: Counter[str] = Counter()
+        self._restarting: set[int] = set()
+        self._stop = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        self.start_error: str = ""
+
+    # ----------------------------------------------------------------- lifecycle
+    def start(self, wait: bool = True) -> None:
+        """Start every instance in parallel and the supervisor; optionally wait until ready."""
+        if self.scratch_root.exists():
+            shutil.rmtree(self.scratch_root, ignore_errors=True)  # left by a killed process
+        self.scratch_root.mkdir(parents=True, exist_ok=True)
+        for inst in self.instances:
+            inst.root.mkdir(parents=True, exist_ok=True)
+        self._prepare_template()
+        for inst in self.instances:
+            self._restart_async(inst, "start")
+        self._supervisor = threading.Thread(target=self._supervise, name="engine-supervisor",
+                                            daemon=True)
+        self._supervisor.start()
+        if wait:
+            self.wait_ready(START_TIMEOUT)
+
+    def _prepare_template(self) -> None:
+        # LibreOffice initialises a new profile and exits with 81 to be restarted;
+        # doing that once here spares every instance (re)start that extra second.
+        if (self.template / "user" / "extensions").exists():
+            write_profile(self.template)
+            return
+        shutil.rmtree(self.template, ignore_errors=True)
+        write_profile(self.template)
+        first = self.instances[0]
+        cmd = [first.soffice_path, "--headless", "--invisible", "--norestore", "--nologo",
+               "--nolockcheck", f"-env:UserInstallation={self.template.as_uri()}", "--terminate_after_init"]
+        try:
+            subprocess.run(cmd, env=first._env(), stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           timeout=60, check=False)
+        except subprocess.TimeoutExpired:
+            logger.warning("profile template initialisation timed out; instances start fresh")
+        write_profile(self.template)
+
+    def wait_ready(self, timeout: float) -> None:
+        """Block until every instance answers, or raise EngineStartError."""
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if time.monotonic() > deadline:
+                raise EngineStartError(self.start_error or "engine pool not ready in time")
+            time.sleep(0.05)
+
+    def ready(self) -> bool:
+        """True when every instance is up (idle or converting)."""
+        return all(i.state in (State.IDLE, State.BUSY, State.DRAINING) for i in self.instances)
+
+    def stop(self) -> None:
+        """Stop the supervisor and kill every LibreOffice; removes scratch space."""
+        self._stop.set()
+        for inst in self.instances:
+            inst.kill()
+        shutil.rmtree(self.scratch_root, ignore_errors=True)
+
+    # ----------------------------------------------------------------- supervision
+    def _restart_async(self, inst: Instance, reason: str) -> None:
+        with self.cond:
+            if inst.index in self._restarting or self._stop.is_set():
+                return
+            self._restarting.add(inst.index)
+            inst.state = State.STARTING
+        threading.Thread(target=self._restart, args=(inst, reason), daemon=True,
+                         name=f"{inst.name}-restart").start()
+
+    def _restart(self, inst: Instance, reason: str) -> None:
+        try:
+            for attempt in range(3):
+                if self._stop.is_set():
+                    return
+                try:
+                    started = time.monotonic()
+                    inst.spawn()
+                    inst.wait_ready(START_TIMEOUT)
+                    logger.info("%s ready in %.2fs (%s)", inst.name,
+                                time.monotonic() - started, reason)
+                    break
+                except (EngineStartError, EngineGone, EngineCallTimeout,
+                        xmlrpc.client.Fault, OSError) as exc:
+                    self.start_error = str(exc)
+                    logger.error("%s failed to start (attempt %d): %s", inst.name,
+                                 attempt + 1, exc)
+                    inst.kill()
+                    time.sleep(0.5 * (attempt + 1))
+            else:
+                return
+            if reason != "start":
+                self.restarts[reason] += 1
+            inst.drain_reason = ""
+            with self.cond:
+                inst.state = State.IDLE
+                self.cond.notify_all()
+        finally:
+            with self.cond:
+                self._restarting.discard(inst.index)
+
+    def _supervise(self) -> None:
+        while not self._stop.wait(0.5):
+            for inst in self.instances:
+                with self.cond:
+                    if inst.index in self._restarting:
+                        continue
+                    state = inst.state
+                if state == State.IDLE and not inst.alive():
+                    logger.warning("%s died while idle; restarting", inst.name)
+                    inst.kill()
+                    self._restart_async(inst, "crash")
+                elif state == State.IDLE and inst.rss_mb() > self.config.max_rss_mb:
+                    self._restart_async(inst, "memory")
+                elif state == State.DEAD:
+                    self._restart_async(inst, "crash")
+
+    # ----------------------------------------------------------------- conversions
+    @contextlib.contextmanager
+    def scratch(self) -> Iterator[Path]:
+        """A private directory for one conversion, always removed afterwards."""
+        path = self.scratch_root / uuid.uuid4().hex
+        path.mkdir(parents=True)
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def _acquire(self, deadline: float, avoid: set[int]) -> Instance:
+        with self.cond:
+            idle = [i for i in self.instances if i.state == State.IDLE]
+            if not idle and self.waiting >= self.config.queue_size:
+                raise Overloaded(
+                    f"All {self.size} engine instances are busy and {self.waiting} conversions "
+                    "are queued; retry shortly", retry_after=2)
+            self.waiting += 1
+            try:
+                while True:
+                    idle = [i for i in self.instances if i.state == State.IDLE]
+                    preferred = [i for i in idle if i.index not in avoid] or (
+                        idle if len(avoid) >= self.size else [])
+                    if preferred:
+                        inst = min(preferred, key=lambda i: i.conversions)
+                        inst.state = State.BUSY
+                        self.busy += 1
+                        self.busy_max = max(self.busy_max, self.busy)
+                        return inst
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise ConversionTimeout(
+                            f"No engine instance became free within "
+                            f"CONVERTER_CONVERSION_TIMEOUT ({self.config.conversion_timeout:g}s)")
+                    self.cond.wait(min(remaining, 0.5))
+            finally:
+                self.waiting -= 1
+
+    def _release(self, inst: Instance, healthy: bool) -> None:
+        with self.cond:
+            self.busy -= 1
+            if not healthy:
+                inst.state = State.DEAD
+                reason = inst.drain_reason or "crash"
+            elif inst.conversions >= self.config.recycle_after:
+                inst.state, reason = State.DRAINING, "recycle"
+            elif inst.rss_mb() > self.config.max_rss_mb:
+                inst.state, reason = State.DRAINING, "memory"
+            else:
+                inst.state, reason = State.IDLE, ""
+            self.cond.notify_all()
+        if reason:
+            # The others keep serving while this one restarts.
+            self._restart_async(inst, reason)
+
+    def convert(self, source: Path, target: Path, job: EngineJob, deadline: float) -> None:
+        """Convert source to target (both in a scratch dir) before the monotonic deadline."""
+        tried: set[int] = set()
+        crashes = 0
+        while True:
+            inst = self._acquire(deadline, tried)
+            tried.add(inst.index)
+            healthy = False
+            try:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    healthy = True
+                    raise ConversionTimeout("Conversion deadline passed while queued")
+                assert inst.client is not None
+                inst.client.convert(str(source), str(target), export_filter=job.export_filter,
+                                    filter_options=job.filter_options,
+                                    import_filter=job.import_filter or None, timeout=remaining)
+                inst.conversions += 1
+                healthy = True
+                with self.cond:
+                    self.conversions_total += 1
+            except EngineCallTimeout:
+                self.failures["timeout"] += 1
+                inst.drain_reason = "timeout"
+                inst.kill()
+                raise ConversionTimeout(
+                    f"Conversion exceeded CONVERTER_CONVERSION_TIMEOUT "
+                    f"({self.config.conversion_timeout:g}s); the engine instance was restarted"
+                ) from None
+            except EngineGone as exc:
+                self.failures["crash"] += 1
+                crashes += 1
+                logger.warning("%s lost during conversion: %s", inst.name, exc)
+                inst.drain_reason = "crash"
+                inst.kill()
+                if crashes >= 2:
+                    raise UnprocessableDocument(
+                        "The document crashed LibreOffice on two engine instances") from None
+                continue  # retried once on another instance
+            except xmlrpc.client.Fault as fault:
+                healthy = True
+                inst.conversions += 1
+                if fault.faultCode in (FAULT_LOAD_FAILED, FAULT_EXPORT_FAILED):
+                    raise UnprocessableDocument(
+                        "LibreOffice cannot open or convert this document (corrupt, encrypted "
+                        "or not the format it claims to be)") from None
+                raise UpstreamError(f"Engine rejected the request: {fault.faultString}",
+                                    retryable=False) from None
+            finally:
+                self._release(inst, healthy)
+            if not target.exists() or target.stat().st_size == 0:
+                raise UnprocessableDocument("LibreOffice produced no output for this document")
+            return
+
+    # ----------------------------------------------------------------- observation
+    def stats(self) -> dict[str, object]:
+        """Counters for /metrics and tests."""
+        with self.cond:
+            return {
+                "size": self.size,
+                "ready": self.ready(),
+                "busy": self.busy,
+                "busy_max": self.busy_max,
+                "waiting": self.waiting,
+                "conversions_total": self.conversions_total,
+                "restarts": dict(self.restarts),
+                "failures": dict(self.failures),
+                "instances": [
+                    {"name": i.name, "state": i.state.value, "conversions": i.conversions,
+                     "generation": i.generation, "soffice_pid": i.soffice_pid(),
+                     "rss_mb": round(i.rss_mb(), 1)}
+                    for i in self.instances
+                ],
+            }

@@ -1,0 +1,127 @@
+"""One error tree for the whole service.
+
+Every layer raises these; only ``converter.api.errors`` turns them into HTTP.
+Nothing here imports Flask, so the service layer and the engine can use it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ConverterError(Exception):
+    """Base of every error the service reports to a client."""
+
+    status: int = 500
+    type: str = "internal_error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.headers: dict[str, str] = {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the public JSON body fields (without request_id)."""
+        return {"type": self.type, "message": self.message, **self.details}
+
+
+class InvalidRequest(ConverterError):
+    """The request is malformed or asks for something that does not exist."""
+
+    status = 400
+    type = "invalid_request"
+
+
+class Unauthorized(ConverterError):
+    """No API key, or one that does not match."""
+
+    status = 401
+    type = "unauthorized"
+
+    def __init__(self, message: str = "Missing or invalid API key.") -> None:
+        super().__init__(message)
+
+
+class Forbidden(ConverterError):
+    """The credential is understood but does not allow this (bad or expired URL token)."""
+
+    status = 403
+    type = "forbidden"
+
+
+class NotFound(ConverterError):
+    """The object does not exist or is not visible to this key."""
+
+    status = 404
+    type = "not_found"
+
+
+class Conflict(ConverterError):
+    """The object is not in a state that allows this operation."""
+
+    status = 409
+    type = "conflict"
+
+
+class IdempotencyKeyInUse(ConverterError):
+    """An Idempotency-Key was reused with a different request body."""
+
+    status = 409
+    type = "idempotency_key_in_use"
+
+
+class PayloadTooLarge(ConverterError):
+    """The upload is larger than CONVERTER_MAX_UPLOAD_MB."""
+
+    status = 413
+    type = "payload_too_large"
+
+
+class UnprocessableDocument(ConverterError):
+    """LibreOffice cannot open the document: corrupt, encrypted or not what it claims."""
+
+    status = 422
+    type = "unprocessable_document"
+
+
+class RateLimitExceeded(ConverterError):
+    """The key used up its budget for this endpoint."""
+
+    status = 429
+    type = "rate_limit_exceeded"
+
+    def __init__(self, message: str, retry_after: int, **details: Any) -> None:
+        super().__init__(message, retry_after=retry_after, **details)
+        self.headers["Retry-After"] = str(retry_after)
+
+
+class UpstreamError(ConverterError):
+    """The engine failed while converting; a retry usually succeeds."""
+
+    status = 502
+    type = "upstream_error"
+
+    def __init__(self, message: str, retryable: bool = True, **details: Any) -> None:
+        super().__init__(message, retryable=retryable, **details)
+
+
+class Overloaded(ConverterError):
+    """The engine's wait queue is full; the client should back off."""
+
+    status = 503
+    type = "overloaded"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message, retryable=True, retry_after=retry_after)
+        self.headers["Retry-After"] = str(retry_after)
+
+
+class ConversionTimeout(UpstreamError):
+    """The conversion outlived CONVERTER_CONVERSION_TIMEOUT; its instance was restarted."""
+
+    type = "upstream_error"
+
+
+class ConfigError(Exception):
+    """Invalid operator configuration; the message names the variable to fix."""
