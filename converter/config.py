@@ -95,6 +95,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("secret_key", _text, "", "HMAC key for download tokens and webhooks; empty means one generated and kept in CONVERTER_DATA_DIR."),
     Setting("url_ttl", _positive_int, "3600", "Seconds a signed download URL stays valid."),
     Setting("max_upload_mb", _positive_int, "100", "Largest accepted upload, in MiB."),
+    Setting("max_uncompressed_mb", _positive_int, "1024", "Largest total a zip-based document may declare when unpacked (zip-bomb guard), in MiB."),
     Setting("workers", _workers, "auto", "LibreOffice instances in the engine pool; auto means one per CPU core."),
     Setting("conversion_timeout", _positive_float, "120", "Seconds one conversion may take, queueing included."),
     Setting("queue_size", _non_negative_int, "64", "Conversions that may wait for a free instance before 503 overloaded."),
@@ -132,6 +133,7 @@ class Config:
     secret_key: str
     url_ttl: int
     max_upload_mb: int
+    max_uncompressed_mb: int
     workers: int
     conversion_timeout: float
     queue_size: int

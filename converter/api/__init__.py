@@ -1,0 +1,14 @@
+"""HTTP layer: blueprints with thin handlers, and the one error mapping."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from converter.api import downloads, errors, files, formats, health
+
+
+def register(app: Flask) -> None:
+    """Attach every blueprint and the error handlers."""
+    errors.init_app(app)
+    for module in (files, formats, downloads, health):
+        app.register_blueprint(module.bp)

@@ -1,0 +1,90 @@
+"""The one place where errors become HTTP responses, all in one JSON shape."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from converter.errors import ConverterError, PayloadTooLarge
+from converter.storage import StorageError
+
+logger = logging.getLogger("converter.api")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+_HTTP_TYPES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden",
+               404: "not_found", 405: "method_not_allowed", 409: "conflict",
+               413: "payload_too_large", 415: "invalid_request", 429: "rate_limit_exceeded"}
+
+
+def request_id() -> str:
+    """This request's id (client-supplied X-Request-Id if sane, else random)."""
+    rid: str | None = getattr(g, "request_id", None)
+    if rid is None:
+        given = request.headers.get("X-Request-Id", "")
+        rid = given if _REQUEST_ID.match(given) else "req_" + secrets.token_hex(8)
+        g.request_id = rid
+    return rid
+
+
+def error_response(status: int, body: dict[str, Any],
+                   headers: dict[str, str] | None = None) -> Response:
+    """Build the JSON error envelope."""
+    response = jsonify({"error": {**body, "request_id": request_id()}})
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _converter_error(exc: ConverterError) -> Response:
+    if exc.status >= 500:
+        logger.warning("%s %s -> %d %s", request.method, request.path, exc.status, exc.message)
+    return error_response(exc.status, exc.to_dict(), exc.headers)
+
+
+def _too_large(_exc: RequestEntityTooLarge) -> Response:
+    limit = (request.max_content_length or 0) - 1024 * 1024
+    return _converter_error(PayloadTooLarge(
+        f"file is larger than the {max(limit, 0) // 2**20} MiB limit (CONVERTER_MAX_UPLOAD_MB)",
+        field="file", limit_bytes=max(limit, 0)))
+
+
+def _http_error(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    return error_response(status, {"type": _HTTP_TYPES.get(status, "http_error"),
+                                   "message": exc.description or exc.name})
+
+
+def _storage_error(exc: StorageError) -> Response:
+    logger.error("storage failure on %s %s: %s", request.method, request.path, exc)
+    return error_response(503, {"type": "storage_unavailable", "retryable": True,
+                                "message": "Artifact storage is unavailable; retry shortly"},
+                          {"Retry-After": "5"})
+
+
+def _unexpected(exc: Exception) -> Response:
+    logger.exception("unhandled error on %s %s", request.method, request.path)
+    return error_response(500, {"type": "internal_error",
+                                "message": "Internal error; quote the request_id when reporting it"})
+
+
+def _stamp(response: Response) -> Response:
+    response.headers["X-Request-Id"] = request_id()
+    for name, value in (getattr(g, "ratelimit_headers", None) or {}).items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Register the handlers on app."""
+    app.register_error_handler(ConverterError, _converter_error)
+    app.register_error_handler(RequestEntityTooLarge, _too_large)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(StorageError, _storage_error)
+    app.register_error_handler(Exception, _unexpected)
+    app.after_request(_stamp)

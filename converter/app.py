@@ -1,0 +1,31 @@
+"""The Flask app factory: wiring only."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask
+
+from converter import config as config_module
+from converter.api import register
+from converter.config import Config
+from converter.wiring import Services, build
+
+
+def create_app(config: Config | None = None, *, services: Services | None = None,
+               engine: Any = None, start_engine: bool = True) -> Flask:
+    """Create the application; builds the services unless given."""
+    config = config or (services.config if services else config_module.load())
+    logging.basicConfig(level=config.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = Flask("converter", static_folder=None)
+    # Werkzeug rejects larger bodies before parsing them; the multipart envelope
+    # gets some room above the file limit itself, which FileService enforces exactly.
+    app.config["MAX_CONTENT_LENGTH"] = config.max_upload_bytes + 1024 * 1024
+    app.config["MAX_FORM_MEMORY_SIZE"] = 1024 * 1024
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["converter"] = services or build(config, engine=engine,
+                                                    start_engine=start_engine)
+    register(app)
+    return app

@@ -1,0 +1,86 @@
+"""Database connection: one SQLAlchemy engine, tuned per dialect, schema created on start."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine.url import make_url
+from sqlalchemy.exc import OperationalError
+
+from converter.db.schema import metadata
+from converter.errors import ConfigError
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now in UTC (stored as such on both dialects)."""
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes; treat them as the UTC they were stored as."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+_seq_lock = threading.Lock()
+_seq_counter = itertools.count()
+
+
+def next_seq() -> int:
+    """A monotonically increasing ordering key (microseconds plus a per-process counter)."""
+    with _seq_lock:
+        return time.time_ns() // 1000 * 1000 + next(_seq_counter) % 1000
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    # WAL lets readers proceed while a writer commits; busy_timeout makes the
+    # rare concurrent writers wait instead of failing with "database is locked".
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def connect(url: str) -> Engine:
+    """Create the engine for url and make sure the schema exists."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10},
+                               pool_size=64, max_overflow=64)
+        event.listen(engine, "connect", _sqlite_pragmas)
+    elif parsed.get_backend_name() == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        engine = create_engine(parsed, pool_size=20, max_overflow=20, pool_pre_ping=True)
+    else:
+        raise ConfigError(
+            f"CONVERTER_DATABASE_URL uses {parsed.get_backend_name()!r}; "
+            "supported: sqlite:///path or postgresql://user@host/db")
+    try:
+        with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                # Several replicas may start at once; one creates the tables.
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(4711003)")
+            metadata.create_all(conn)
+    except OperationalError as exc:
+        raise ConfigError(
+            f"Cannot reach the database at CONVERTER_DATABASE_URL "
+            f"({parsed.render_as_string(hide_password=True)}): {exc.orig}") from None
+    return engine
+
+
+def process_tag() -> str:
+    """Identifies this process as a lease owner (host:pid)."""
+    return f"{os.uname().nodename}:{os.getpid()}"

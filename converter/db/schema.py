@@ -1,0 +1,125 @@
+"""Tables. Portable SQLAlchemy Core: the same schema runs on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+api_keys = Table(
+    "api_keys", metadata,
+    Column("id", String(32), primary_key=True),
+    # sha256 of the whole key: keys are 192-bit random, so a fast hash is enough
+    # and lets a request find its key with one indexed lookup.
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(20), nullable=False),
+    Column("workspace", String(200), nullable=False),
+    Column("user_id", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+files = Table(
+    "files", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("workspace", String(200), nullable=False),
+    Column("owner", String(200), nullable=False),
+    Column("scope", String(16), nullable=False),
+    Column("filename", String(512), nullable=False),
+    Column("format", String(16), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("storage_key", String(300), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    # seq orders rows created within the same timestamp for cursor pagination.
+    Column("seq", BigInteger, nullable=False),
+)
+Index("ix_files_workspace_seq", files.c.workspace, files.c.seq)
+
+artifacts = Table(
+    "artifacts", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("file_id", String(40), ForeignKey("files.id", ondelete="CASCADE"), nullable=False),
+    # What was converted: the file itself or an earlier artifact (a run's output).
+    Column("source_id", String(40), nullable=False),
+    Column("cache_key", String(64), nullable=False),
+    Column("format", String(16), nullable=False),
+    Column("options", Text, nullable=False),
+    Column("media_type", String(200), nullable=False),
+    Column("storage_key", String(300), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("cache_key", name="uq_artifacts_cache_key"),
+)
+Index("ix_artifacts_file", artifacts.c.file_id)
+
+runs = Table(
+    "runs", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("api_key_id", String(32), nullable=False),
+    Column("workspace", String(200), nullable=False),
+    Column("owner", String(200), nullable=False),
+    Column("scope", String(16), nullable=False),
+    Column("file_id", String(40), ForeignKey("files.id", ondelete="CASCADE"), nullable=False),
+    Column("source_id", String(40), nullable=False),
+    Column("format", String(16), nullable=False),
+    Column("options", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("webhook_url", Text),
+    Column("artifact_id", String(40)),
+    Column("error", Text),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("lease_owner", String(80)),
+    Column("lease_expires_at", DateTime(timezone=True)),
+    Column("not_before", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("completed_at", DateTime(timezone=True)),
+    Column("seq", BigInteger, nullable=False),
+)
+Index("ix_runs_status", runs.c.status, runs.c.not_before)
+Index("ix_runs_workspace_seq", runs.c.workspace, runs.c.seq)
+Index("ix_runs_key_created", runs.c.api_key_id, runs.c.created_at)
+
+webhook_deliveries = Table(
+    "webhook_deliveries", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(40), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("status_code", Integer),
+    Column("error", Text),
+    Column("delivered", Boolean, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True)),
+)
+Index("ix_webhook_deliveries_run", webhook_deliveries.c.run_id)
+
+idempotency_keys = Table(
+    "idempotency_keys", metadata,
+    Column("api_key_id", String(32), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("status_code", Integer),
+    Column("response", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+workspace_secrets = Table(
+    "workspace_secrets", metadata,
+    Column("workspace", String(200), primary_key=True),
+    Column("secret", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

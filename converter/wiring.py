@@ -1,0 +1,78 @@
+"""Builds the service graph from a Config: database, storage, matrix, engine, services."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+
+from converter.config import Config
+from converter.db.engine import connect
+from converter.matrix import Matrix
+from converter.matrix import load as load_matrix
+from converter.service.conversion import ConversionEngine, ConversionService
+from converter.service.files import FileService
+from converter.service.keys import KeyStore
+from converter.service.ratelimit import RateLimiter
+from converter.service.signing import Signer, load_secret
+from converter.storage import Storage, open_storage
+
+logger = logging.getLogger("converter")
+
+
+@dataclass
+class Services:
+    """Everything a request handler may call, built once per process."""
+
+    config: Config
+    db: Engine
+    storage: Storage
+    matrix: Matrix
+    keys: KeyStore
+    files: FileService
+    conversions: ConversionService
+    limiter: RateLimiter
+    engine: Any
+    extras: dict[str, Any] = field(default_factory=dict)
+    _closed: threading.Event = field(default_factory=threading.Event)
+
+    def close(self) -> None:
+        """Stop background work and the engine; safe to call twice."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        for extra in self.extras.values():
+            stop = getattr(extra, "stop", None)
+            if stop is not None:
+                stop()
+        stop_engine = getattr(self.engine, "stop", None)
+        if stop_engine is not None:
+            stop_engine()
+        self.db.dispose()
+
+
+def build(config: Config, engine: ConversionEngine | None = None,
+          start_engine: bool = True) -> Services:
+    """Wire the services; starts the engine pool unless one is given."""
+    config.data_path.mkdir(parents=True, exist_ok=True)
+    matrix = load_matrix()
+    db = connect(config.sqlalchemy_url)
+    storage = open_storage(config)
+    signer = Signer(load_secret(config.secret_key, config.data_path))
+    files = FileService(db, storage, matrix, config.data_path / "tmp",
+                        config.max_upload_bytes, config.max_uncompressed_mb * 2**20)
+    if engine is None:
+        from converter.engine.pool import EnginePool
+
+        pool = EnginePool(config)
+        if start_engine:
+            pool.start(wait=False)
+        engine = pool
+    conversions = ConversionService(db, storage, matrix, engine, files, signer,
+                                    config.url_ttl, config.conversion_timeout)
+    return Services(config=config, db=db, storage=storage, matrix=matrix, keys=KeyStore(db),
+                    files=files, conversions=conversions,
+                    limiter=RateLimiter(config.requests_per_minute), engine=engine)
