@@ -251,8 +251,8 @@ class _Cfb:
         while sector // per >= len(self.difat) and self.difat_left > 0:
             data = self._sector(self.next_difat)
             self.difat += struct.unpack_from(f"<{per - 1}I", data)
-            self.next_difat, self.difat_left = struct.unpack_from("<I", data, self.ssize - 4)[0], (
-                self.difat_left - 1)
+            self.next_difat = struct.unpack_from("<I", data, self.ssize - 4)[0]
+            self.difat_left -= 1
         if sector // per >= len(self.difat):
             raise ValueError("FAT sector beyond the DIFAT")
         fat_sector = self.difat[sector // per]
@@ -309,11 +309,12 @@ class _Cfb:
         per_sector, per_fat = self.ssize // 64, self.ssize // 4
         parts, mini = [], entry.start
         for _ in range(-(-want // 64)):
+            if mini > END_OF_CHAIN:
+                break
             host = self._chain(self.entries[0].start, mini // per_sector + 1)
             table = self._chain(self.first_minifat, mini // per_fat + 1)
-            if mini > END_OF_CHAIN or len(host) <= mini // per_sector or len(table) <= (
-                    mini // per_fat):
-                break
+            if len(host) <= mini // per_sector or len(table) <= mini // per_fat:
+                raise ValueError("mini stream chain ends early")
             offset = mini % per_sector * 64
             parts.append(self._sector(host[-1])[offset : offset + 64])
             mini = struct.unpack_from("<I", self._sector(table[-1]), mini % per_fat * 4)[0]
@@ -337,8 +338,8 @@ def _detect_ole2(fh: BinaryIO, size: int, filename: str) -> Detection:
         ):
             for name in names:
                 if name in streams:
-                    why = probe(cfb, streams, streams[name])
-                    return Detection(fmt, "ole2", why.startswith("password"), size, why)
+                    encrypted, why = probe(cfb, streams, streams[name])
+                    return Detection(fmt, "ole2", encrypted, size, why)
     except (ValueError, struct.error) as exc:
         return Detection(None, "ole2", False, size, f"corrupt OLE2 container ({exc})")
     if "encryptioninfo" in streams:
@@ -347,19 +348,19 @@ def _detect_ole2(fh: BinaryIO, size: int, filename: str) -> Detection:
     return Detection(None, "ole2", False, size, why)
 
 
-# Each probe returns a reason: starting with "password" means encrypted, "" means all is well.
-def _word_encrypted(cfb: _Cfb, streams: dict[str, _Entry], entry: _Entry) -> str:
+# Each probe returns (encrypted, reason); the reason is "" when nothing is off.
+def _word_encrypted(cfb: _Cfb, streams: dict[str, _Entry], entry: _Entry) -> tuple[bool, str]:
     fib = cfb.read(entry, 12)
     if len(fib) < 12:
-        return "WordDocument stream too short for a FIB"
+        return False, "WordDocument stream too short for a FIB"
     ident, flags = struct.unpack_from("<H8xH", fib)
     if flags & 0x0100:  # fEncrypted; XOR obfuscation sets it too and also needs the password
-        return "password-protected Word document"
+        return True, "password-protected Word document"
     # Word 6/95 writers vary the signature (the corpus has 0xa699) and LibreOffice opens them.
-    return "" if ident in (0xA5EC, 0xA5DC) else f"unusual Word FIB signature 0x{ident:04x}"
+    return False, "" if ident in (0xA5EC, 0xA5DC) else f"unusual Word FIB signature 0x{ident:04x}"
 
 
-def _excel_encrypted(cfb: _Cfb, streams: dict[str, _Entry], entry: _Entry) -> str:
+def _excel_encrypted(cfb: _Cfb, streams: dict[str, _Entry], entry: _Entry) -> tuple[bool, str]:
     data, pos = cfb.read(entry, 4096), 0
     # FILEPASS follows BOF within the first few globals records; record headers stay plaintext.
     # Workbooks "encrypted" with Excel's default VelvetSweatshop password are flagged too.
@@ -368,18 +369,20 @@ def _excel_encrypted(cfb: _Cfb, streams: dict[str, _Entry], entry: _Entry) -> st
             break
         kind, length = struct.unpack_from("<HH", data, pos)
         if kind == 0x002F:
-            return "password-protected Excel workbook (FILEPASS)"
+            return True, "password-protected Excel workbook (FILEPASS)"
         if kind == 0x000A:  # EOF of the globals substream
             break
         pos += 4 + length
-    return ""
+    return False, ""
 
 
-def _powerpoint_encrypted(cfb: _Cfb, streams: dict[str, _Entry], entry: _Entry) -> str:
+def _powerpoint_encrypted(
+    cfb: _Cfb, streams: dict[str, _Entry], entry: _Entry
+) -> tuple[bool, str]:
     user = streams.get("current user")
     atom = cfb.read(user, 16) if user is not None else b""
     # CurrentUserAtom.headerToken is 0xF3D1C4DF exactly when the document is encrypted.
     token = struct.unpack_from("<I", atom, 12)[0] if len(atom) == 16 else 0
     if "encryptedsummary" in streams or token == 0xF3D1C4DF:
-        return "password-protected PowerPoint presentation"
-    return ""
+        return True, "password-protected PowerPoint presentation"
+    return False, ""

@@ -11,7 +11,7 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from converter.errors import ConverterError, PayloadTooLarge
-from converter.storage import StorageError
+from converter.storage import ObjectMissing, StorageError
 
 logger = logging.getLogger("converter.api")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -67,10 +67,16 @@ def _storage_error(exc: StorageError) -> Response:
                           {"Retry-After": "5"})
 
 
+def _object_missing(exc: ObjectMissing) -> Response:
+    logger.error("stored object missing on %s %s: %s", request.method, request.path, exc)
+    return error_response(404, {"type": "not_found",
+                                "message": "The stored document is missing; upload it again"})
+
+
 def _unexpected(exc: Exception) -> Response:
     logger.exception("unhandled error on %s %s", request.method, request.path)
     return error_response(500, {"type": "internal_error",
-                                "message": "Internal error; quote the request_id when reporting it"})
+                                "message": "Internal error; quote the request_id when reporting"})
 
 
 def _stamp(response: Response) -> Response:
@@ -85,6 +91,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(ConverterError, _converter_error)
     app.register_error_handler(RequestEntityTooLarge, _too_large)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(ObjectMissing, _object_missing)
     app.register_error_handler(StorageError, _storage_error)
     app.register_error_handler(Exception, _unexpected)
     app.after_request(_stamp)

@@ -173,7 +173,8 @@ class Bridge:
                     # The supervisor restarts us together with LibreOffice.
                     threading.Thread(target=_exit_soon, daemon=True).start()
                     raise xmlrpc.client.Fault(FAULT_ENGINE_GONE, f"engine lost: {exc}") from None
-                raise xmlrpc.client.Fault(FAULT_EXPORT_FAILED, f"conversion failed: {exc}") from None
+                raise xmlrpc.client.Fault(FAULT_EXPORT_FAILED,
+                                          f"conversion failed: {exc}") from None
             finally:
                 for tmp in (tmp_in, tmp_out):
                     if tmp is not None:

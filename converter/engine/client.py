@@ -9,7 +9,6 @@ and the pool decides what a failure means.
 from __future__ import annotations
 
 import http.client
-import socket
 import xmlrpc.client
 from typing import Any
 
@@ -50,7 +49,7 @@ class BridgeClient:
                                           allow_none=True)
         try:
             return getattr(proxy, method)(*args)
-        except (TimeoutError, socket.timeout) as exc:
+        except TimeoutError as exc:
             raise EngineCallTimeout(f"{method} took longer than {timeout:.1f}s") from exc
         except (ConnectionError, http.client.HTTPException, OSError) as exc:
             raise EngineGone(f"{method}: {exc}") from exc

@@ -200,7 +200,8 @@ class Instance:
                 # First start on a new profile: LibreOffice asks to be restarted.
                 self.spawner.run(self._respawn_soffice)
             elif self.soffice is not None and self.soffice.poll() is not None:
-                raise EngineStartError(f"{self.name}: soffice exited with {self.soffice.returncode}")
+                raise EngineStartError(
+                    f"{self.name}: soffice exited with {self.soffice.returncode}")
             if self.bridge is not None and self.bridge.poll() is not None:
                 raise EngineStartError(
                     f"{self.name}: bridge exited with {self.bridge.returncode}; see "

@@ -109,7 +109,8 @@ class EnginePool:
         write_profile(self.template)
         first = self.instances[0]
         cmd = [first.soffice_path, "--headless", "--invisible", "--norestore", "--nologo",
-               "--nolockcheck", f"-env:UserInstallation={self.template.as_uri()}", "--terminate_after_init"]
+               "--nolockcheck", f"-env:UserInstallation={self.template.as_uri()}",
+               "--terminate_after_init"]
         try:
             subprocess.run(cmd, env=first._env(), stdin=subprocess.DEVNULL,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -9,7 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from sqlalchemy import Engine, delete, insert, select
 
@@ -81,7 +81,7 @@ class FileService:
         self.max_uncompressed = max_uncompressed
         tmp_dir.mkdir(parents=True, exist_ok=True)
 
-    def upload(self, principal: Principal, filename: str | None, stream: BinaryIO,
+    def upload(self, principal: Principal, filename: str | None, stream: IO[bytes],
                scope: str | None) -> FileRecord:
         """Store an upload after checking its size, its real format and its extension."""
         scope = (scope or "personal").strip().lower()
@@ -122,7 +122,7 @@ class FileService:
                 storage_key=key, created_at=record.created_at, seq=next_seq()))
         return record
 
-    def _spool(self, stream: BinaryIO, out: Any) -> tuple[str, int]:
+    def _spool(self, stream: IO[bytes], out: Any) -> tuple[str, int]:
         sha = hashlib.sha256()
         size = 0
         while chunk := stream.read(_CHUNK):

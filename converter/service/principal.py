@@ -16,7 +16,7 @@ class Principal:
     user_id: str
 
     def visible(self, table: Table) -> ColumnElement[bool]:
-        """SQL condition: rows of table this key may see (workspace rows, or its own personal ones)."""
+        """SQL condition for the rows this key may see: workspace rows and its own personal ones."""
         return and_(
             table.c.workspace == self.workspace,
             or_(table.c.scope == "workspace", table.c.owner == self.user_id),

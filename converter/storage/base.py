@@ -91,10 +91,10 @@ class Storage(Protocol):
         ...
 
     def local_path(self, key: str) -> Path | None:
-        """A file the HTTP layer can stream the object from, or None on remote backends.
+        """The file the HTTP layer can stream the object from, or None on remote backends.
 
-        Backends with local files raise ObjectMissing if the object is absent now;
-        the file may still vanish before it is opened, so callers must handle that too.
+        No I/O: the file may not exist (or may vanish before it is opened), so callers
+        check for that themselves.
         """
         ...
 
@@ -153,9 +153,7 @@ def attachment_disposition(filename: str) -> str:
     filename = filename or "download"
     # The quoted form must be plain printable ASCII without quotes or backslashes,
     # so anything else becomes '_' there and the exact name travels in filename*.
-    fallback = "".join(
-        c if 0x20 <= ord(c) < 0x7F and c not in '"\\' else "_" for c in filename
-    )
+    fallback = "".join(c if 0x20 <= ord(c) < 0x7F and c not in '"\\' else "_" for c in filename)
     if fallback == filename:
         return f'attachment; filename="{filename}"'
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"

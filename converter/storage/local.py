@@ -132,11 +132,8 @@ class LocalStorage:
         return removed
 
     def local_path(self, key: str) -> Path | None:
-        """The object's file; raise ObjectMissing if there is none right now."""
-        path = self._path(key)
-        if not path.is_file():
-            raise ObjectMissing(key)
-        return path
+        """The file the object is (or would be) stored in; it may not exist."""
+        return self._path(key)
 
     def presigned_url(
         self, key: str, *, filename: str, content_type: str, expires_in: int

@@ -222,7 +222,8 @@ class S3Storage:
             if missing and code in _MISSING_CODES:
                 raise ObjectMissing(key) from None
             hint = (
-                "CONVERTER_S3_BUCKET" if code in _NO_BUCKET_CODES
+                "CONVERTER_S3_BUCKET"
+                if code in _NO_BUCKET_CODES
                 else "CONVERTER_S3_BUCKET, CONVERTER_S3_ENDPOINT_URL and the AWS credentials"
             )
             raise self._failure(action, key, exc, hint) from exc
