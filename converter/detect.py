@@ -31,7 +31,13 @@ EXTENSIONS: dict[str, str] = {
     **dict.fromkeys(("ods", "ots"), "ods"),
     **dict.fromkeys(("odp", "otp"), "odp"),
     "doc": "doc", "xls": "xls", "ppt": "ppt", "rtf": "rtf",
+    "fodt": "fodt", "fods": "fods", "fodp": "fodp",
 }
+# Flat (single XML file) OpenDocument: the root element names its type.
+FLAT_ODF = re.compile(
+    rb"<office:document\b[^>]*?office:mimetype=[\"']application/vnd\.oasis\.opendocument\."
+    rb"(text|spreadsheet|presentation)[\"']", re.DOTALL)
+FLAT_ODF_FORMATS = {b"text": "fodt", b"spreadsheet": "fods", b"presentation": "fodp"}
 ODF_MIMETYPES = {
     f"application/vnd.oasis.opendocument.{kind}{suffix}": fmt
     for kind, fmt in (("text", "odt"), ("spreadsheet", "ods"), ("presentation", "odp"))
@@ -79,6 +85,10 @@ def detect(path: Path, filename: str | None = None) -> Detection:
         text = head.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n\f")
         if text.startswith(b"{\\rtf"):
             return Detection("rtf", "rtf", False, size)
+        if text.startswith((b"<?xml", b"<office:document")):
+            flat = FLAT_ODF.search(head)
+            if flat:
+                return Detection(FLAT_ODF_FORMATS[flat.group(1)], "xml", False, size)
         # Readers accept junk before the header, so look where they look: the first KiB.
         if b"%PDF-" in head[:1024]:
             return Detection(None, "pdf", False, size, "PDF is not a supported source format")

@@ -58,7 +58,10 @@ class OptionSpec:
             raise InvalidRequest(
                 f"{where} must look like 1-3,5 ({self.help})", field=where
             )
-        return re.sub(r"\s+", "", text)
+        compact = re.sub(r"\s+", "", text)
+        # A bare page number would travel to the export filter as an integer (unoserver's
+        # option convention); LibreOffice wants PageRange as text, and "2-2" means page 2.
+        return f"{compact}-{compact}" if compact.isdecimal() else compact
 
 
 @dataclass(frozen=True)
@@ -272,10 +275,30 @@ def parse(document: Any) -> Matrix:
     return Matrix(sources, families)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load that refuses duplicate keys instead of silently keeping the last one."""
+
+
+def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False,
+                   ) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _value in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise MatrixError(f"duplicate key {key!r} at line {key_node.start_mark.line + 1}")
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
 def load(path: Path = DEFAULT_PATH) -> Matrix:
     """Load and validate the matrix file; raise MatrixError with the file and YAML path."""
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506
+    except MatrixError as exc:
+        raise MatrixError(f"{path}: {exc}") from None
     except (OSError, yaml.YAMLError) as exc:
         raise MatrixError(f"{path}: cannot read: {exc}") from None
     try:

@@ -191,6 +191,7 @@ class Bridge:
                     indexes.getByIndex(i).update()
             document.storeToURL(uno.systemPathToFileUrl(target),
                                 _export_props(filtername, filter_options))
+            _adopt_suffixed_output(Path(target))
         finally:
             try:
                 document.close(True)
@@ -229,6 +230,19 @@ class Bridge:
         """Cheap liveness answer that does not wait for a running conversion."""
         return {"pid": os.getpid(), "conversions": self.conversions,
                 "busy": self.lock.locked()}
+
+
+def _adopt_suffixed_output(target: Path) -> None:
+    """Move a per-sheet export (``<stem>-<sheet name>.<ext>``) to the requested name.
+
+    LibreOffice's CSV filter appends the sheet's name to the file name when the
+    options select a sheet; the caller asked for exactly one file at ``target``.
+    """
+    if target.exists():
+        return
+    candidates = [p for p in target.parent.glob(f"{target.stem}-*{target.suffix}") if p.is_file()]
+    if len(candidates) == 1:
+        candidates[0].replace(target)
 
 
 def _exit_soon() -> None:
