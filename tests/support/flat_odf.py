@@ -33,4 +33,4 @@ def flat_odf(kind: str, phrase: str, extra_body: str = "") -> bytes:
         raise ValueError(kind)
     return (f'<?xml version="1.0" encoding="UTF-8"?>\n<office:document {_NS} office:version="1.2" '
             f'office:mimetype="application/vnd.oasis.opendocument.{mimetype}">'
-            f"<office:body>{body}</office:body></office:document>\n").encode("utf-8")
+            f"<office:body>{body}</office:body></office:document>\n").encode()
