@@ -41,7 +41,9 @@ class Signer:
 
     def sign(self, grant: Grant) -> str:
         """Return an opaque URL-safe token for grant."""
-        payload = json.dumps([grant.artifact_id, grant.filename, grant.expires],
+        # The nonce makes every signing a new URL, even twice in the same second.
+        payload = json.dumps([grant.artifact_id, grant.filename, grant.expires,
+                              secrets.token_urlsafe(6)],
                              separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         mac = hmac.new(self.secret, payload, hashlib.sha256).digest()
         return f"{_b64(payload)}.{_b64(mac)}"
@@ -57,7 +59,10 @@ class Signer:
         expected = hmac.new(self.secret, payload, hashlib.sha256).digest()
         if not hmac.compare_digest(mac, expected):
             raise Forbidden("Download link is invalid.")
-        artifact_id, filename, expires = json.loads(payload)
+        try:
+            artifact_id, filename, expires, _nonce = json.loads(payload)
+        except (ValueError, TypeError):
+            raise Forbidden("Download link is invalid.") from None
         if (now if now is not None else time.time()) >= int(expires):
             raise Forbidden("Download link has expired; request a new one.")
         return Grant(str(artifact_id), str(filename), int(expires))
