@@ -151,6 +151,9 @@ class Instance:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONVERTER_")}
         env.update(PROXY_ENV)
         env["HOME"] = str(self.root)
+        # A private temp directory: LibreOffice keeps working files there, and a sibling
+        # instance starting up must not be able to disturb (or read) them.
+        env["TMPDIR"] = str(self.root / "tmp")
         env["SAL_USE_VCLPLUGIN"] = "svp"
         repo_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [repo_root, env.get("PYTHONPATH")]))
@@ -176,6 +179,9 @@ class Instance:
         if self.template.exists():
             shutil.copytree(self.template, profile, symlinks=True)
         write_profile(profile)
+        tmp = self.root / "tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
         self.uno_port, self.rpc_port = free_port(), free_port()
         self.soffice = self._spawn_soffice(profile)
         log = open(self.root / "bridge.log", "ab")  # noqa: SIM115 - the child owns it

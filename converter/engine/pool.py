@@ -53,6 +53,17 @@ class EngineJob:
     filter_options: list[str]
 
 
+def _clear_leftovers(target: Path) -> None:
+    """Remove what a killed attempt left next to the target before trying again.
+
+    A LibreOffice killed mid-export leaves a partial file and a ``.~lock.<name>#``
+    lock file; the next instance would see the target locked and abort its store.
+    """
+    target.unlink(missing_ok=True)
+    for lock in target.parent.glob(".~lock.*#"):
+        lock.unlink(missing_ok=True)
+
+
 class EnginePool:
     """A pool of LibreOffice instances under a supervisor thread."""
 
@@ -168,6 +179,9 @@ class EnginePool:
                     inst.kill()
                     time.sleep(0.5 * (attempt + 1))
             else:
+                # Left DEAD, so the supervisor tries again on its next round.
+                with self.cond:
+                    inst.state = State.DEAD
                 return
             if reason != "start":
                 self.restarts[reason] += 1
@@ -258,6 +272,7 @@ class EnginePool:
         while True:
             inst = self._acquire(deadline, tried)
             tried.add(inst.index)
+            _clear_leftovers(target)
             healthy = False
             try:
                 remaining = deadline - time.monotonic()
@@ -281,16 +296,15 @@ class EnginePool:
                     f"({self.config.conversion_timeout:g}s); the engine instance was restarted"
                 ) from None
             except EngineGone as exc:
-                self.failures["crash"] += 1
-                crashes += 1
                 logger.warning("%s lost during conversion: %s", inst.name, exc)
-                inst.drain_reason = "crash"
-                inst.kill()
-                if crashes >= 2:
-                    raise UnprocessableDocument(
-                        "The document crashed LibreOffice on two engine instances") from None
+                crashes = self._crashed(inst, crashes)
                 continue  # retried once on another instance
             except xmlrpc.client.Fault as fault:
+                if not inst.alive():
+                    # LibreOffice died under the bridge before it could say so: a crash,
+                    # not a verdict on the document.
+                    crashes = self._crashed(inst, crashes)
+                    continue
                 healthy = True
                 inst.conversions += 1
                 if fault.faultCode in (FAULT_LOAD_FAILED, FAULT_EXPORT_FAILED):
@@ -304,6 +318,16 @@ class EnginePool:
             if not target.exists() or target.stat().st_size == 0:
                 raise UnprocessableDocument("LibreOffice produced no output for this document")
             return
+
+    def _crashed(self, inst: Instance, crashes: int) -> int:
+        """Record an instance lost mid-conversion; give up on the document at the second."""
+        self.failures["crash"] += 1
+        inst.drain_reason = "crash"
+        inst.kill()
+        if crashes + 1 >= 2:
+            raise UnprocessableDocument(
+                "The document crashed LibreOffice on two engine instances")
+        return crashes + 1
 
     # ----------------------------------------------------------------- observation
     def stats(self) -> dict[str, object]:
