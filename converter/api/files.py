@@ -80,8 +80,7 @@ def convert(file_id: str) -> Response:
         raise InvalidRequest(f"format is required; valid targets for {record.format}: "
                              f"{', '.join(valid)}", field="format", valid_targets=valid)
     result = svc.conversions.convert_file(who, file_id, target, options)
-    record = svc.files.get(who, file_id)
-    name = svc.conversions.download_name(record, result.artifact.format)
+    name = svc.conversions.download_name(result.record, result.artifact.format)
     link = svc.conversions.link(result.artifact, name, base_url())
     return jsonify({
         "file_id": file_id,

@@ -59,6 +59,7 @@ class Conversion:
 
     artifact: Artifact
     cached: bool
+    record: FileRecord
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ class ConversionService:
         if found is not None:
             with self._lock:
                 self.cache_hits += 1
-            return Conversion(found, cached=True)
+            return Conversion(found, cached=True, record=record)
 
         def work() -> Artifact:
             again = self._lookup(key)
@@ -129,7 +130,7 @@ class ConversionService:
             on_timeout=lambda: ConversionTimeout(
                 "Conversion exceeded CONVERTER_CONVERSION_TIMEOUT while waiting for an "
                 "identical conversion"))
-        return Conversion(artifact, cached=False)
+        return Conversion(artifact, cached=False, record=record)
 
     def link(self, artifact: Artifact, filename: str, base_url: str) -> Link:
         """A fresh signed URL for an artifact, valid for CONVERTER_URL_TTL seconds."""
