@@ -43,3 +43,6 @@ def serve(tmp_path: Path) -> Iterator[type[ServedApp]]:
     yield _Factory
     for app in started:
         app.stop()
+
+
+from tests.support.moto import moto_endpoint  # noqa: E402,F401 - a shared session fixture

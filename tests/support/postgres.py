@@ -1,0 +1,32 @@
+"""A throwaway PostgreSQL database per test, on the server the machine provides."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+import pytest
+
+ADMIN_URL = os.environ.get("CONVERTER_TEST_POSTGRES_URL",
+                           "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@contextmanager
+def fresh_database() -> Iterator[str]:
+    """Create an empty database, yield its SQLAlchemy URL, drop it afterwards."""
+    name = f"converter_t_{secrets.token_hex(4)}"
+    try:
+        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is required for this test and is not reachable at "
+                    f"{ADMIN_URL} (set CONVERTER_TEST_POSTGRES_URL): {exc}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            base = ADMIN_URL.rsplit("/", 1)[0]
+            yield f"{base}/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
