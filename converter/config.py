@@ -98,14 +98,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_uncompressed_mb", _positive_int, "1024", "Largest total a zip-based document may declare when unpacked (zip-bomb guard), in MiB."),
     Setting("workers", _workers, "auto", "LibreOffice instances in the engine pool; auto means one per CPU core."),
     Setting("conversion_timeout", _positive_float, "120", "Seconds one conversion may take, queueing included."),
-    Setting("queue_size", _non_negative_int, "64", "Conversions that may wait for a free instance before 503 overloaded."),
+    Setting("queue_size", _non_negative_int, "32", "Conversions that may wait for a free instance before 503 overloaded."),
     Setting("recycle_after", _positive_int, "200", "Conversions after which an instance is restarted gracefully."),
     Setting("max_rss_mb", _positive_int, "1536", "LibreOffice resident memory (MiB) above which an instance is recycled."),
     Setting("soffice", _text, "", "Path to soffice.bin; empty means the Debian location or the one on PATH."),
     Setting("engine_python", _text, "", "Python that can import uno and runs the engine bridge; empty means this one if it can, else /usr/bin/python3."),
-    Setting("http_threads", _positive_int, "32", "Threads of the gunicorn worker that serve HTTP requests."),
+    Setting("http_threads", _positive_int, "64", "Threads of the gunicorn worker that serve HTTP requests."),
     Setting("bootstrap_key", _text, "", "API key to create on first start (sk_live_...) instead of a random one."),
     Setting("runs_per_hour", _positive_int, "30", "POST /v1/runs requests per API key per hour."),
+    Setting("runs_window_seconds", _positive_int, "3600", "Length of the window CONVERTER_RUNS_PER_HOUR counts runs in, in seconds (shorten only for tests)."),
     Setting("requests_per_minute", _positive_int, "600", "Requests per API key per minute on every other endpoint."),
     Setting("run_workers", _non_negative_int, "2", "Threads per process that execute async runs."),
     Setting("run_lease_seconds", _positive_int, "60", "Seconds a claimed run stays leased before another worker may reclaim it."),
@@ -113,6 +114,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("webhook_allow", _csv, "", "Comma-separated CIDRs webhook targets may use despite the default deny list."),
     Setting("webhook_timeout", _positive_float, "10", "Seconds one webhook delivery may take."),
     Setting("webhook_max_attempts", _positive_int, "5", "Delivery attempts per webhook before giving up."),
+    Setting("webhook_backoff_seconds", _positive_float, "10", "Delay before the second webhook attempt; each later one waits twice as long."),
     Setting("log_level", _text, "INFO", "Python logging level."),
 )
 
@@ -144,6 +146,7 @@ class Config:
     http_threads: int
     bootstrap_key: str
     runs_per_hour: int
+    runs_window_seconds: int
     requests_per_minute: int
     run_workers: int
     run_lease_seconds: int
@@ -151,6 +154,7 @@ class Config:
     webhook_allow: tuple[str, ...]
     webhook_timeout: float
     webhook_max_attempts: int
+    webhook_backoff_seconds: float
     log_level: str
 
     @property

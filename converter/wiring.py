@@ -15,9 +15,13 @@ from converter.matrix import Matrix
 from converter.matrix import load as load_matrix
 from converter.service.conversion import ConversionEngine, ConversionService
 from converter.service.files import FileService
+from converter.service.idempotency import IdempotencyStore
 from converter.service.keys import KeyStore
 from converter.service.ratelimit import RateLimiter
+from converter.service.run_worker import RunWorker
+from converter.service.runs import RunService
 from converter.service.signing import Signer, load_secret
+from converter.service.webhooks import SecretStore, WebhookDispatcher, WebhookPolicy
 from converter.storage import Storage, open_storage
 
 logger = logging.getLogger("converter")
@@ -35,6 +39,7 @@ class Services:
     files: FileService
     conversions: ConversionService
     limiter: RateLimiter
+    runs: RunService
     engine: Any
     extras: dict[str, Any] = field(default_factory=dict)
     _closed: threading.Event = field(default_factory=threading.Event)
@@ -73,6 +78,31 @@ def build(config: Config, engine: ConversionEngine | None = None,
         engine = pool
     conversions = ConversionService(db, storage, matrix, engine, files, signer,
                                     config.url_ttl, config.conversion_timeout)
+    runs, extras = _build_runs(config, db, matrix, files, conversions)
     return Services(config=config, db=db, storage=storage, matrix=matrix, keys=KeyStore(db),
                     files=files, conversions=conversions,
-                    limiter=RateLimiter(config.requests_per_minute), engine=engine)
+                    limiter=RateLimiter(config.requests_per_minute), runs=runs, engine=engine,
+                    extras=extras)
+
+
+def _build_runs(config: Config, db: Engine, matrix: Matrix, files: FileService,
+                conversions: ConversionService) -> tuple[RunService, dict[str, Any]]:
+    """The run service, and the run workers and webhook dispatcher it feeds (started)."""
+    policy = WebhookPolicy(config.webhook_allow)
+    secrets_store = SecretStore(db)
+    # Webhooks are sent without a request to take a host from; behind a proxy set
+    # CONVERTER_PUBLIC_URL so their download links point at the public address.
+    webhook_base = config.public_url or f"http://{config.host}:{config.port}"
+    runs = RunService(db, files, conversions, matrix, policy, IdempotencyStore(db),
+                      secrets_store, config.runs_per_hour, config.runs_window_seconds,
+                      webhook_base)
+    worker = RunWorker(db, conversions, matrix, config.run_workers, config.run_lease_seconds,
+                       config.run_max_attempts)
+    dispatcher = WebhookDispatcher(db, policy, secrets_store, runs.notice,
+                                   config.webhook_timeout, config.webhook_max_attempts,
+                                   config.webhook_backoff_seconds)
+    runs.on_created.append(worker.wake)
+    worker.on_finished.append(dispatcher.wake)
+    worker.start()
+    dispatcher.start()
+    return runs, {"run_worker": worker, "webhooks": dispatcher}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -111,6 +112,16 @@ class Bridge:
         return str(resolved)
 
     def _load(self, url: str, infiltername: str | None, password: str | None) -> Any:
+        defused = _defuse_rtf(Path(uno.fileUrlToSystemPath(url)))
+        try:
+            return self._load_hardened(
+                uno.systemPathToFileUrl(str(defused)) if defused else url, infiltername, password)
+        finally:
+            if defused is not None:
+                defused.unlink(missing_ok=True)
+                defused.parent.rmdir()
+
+    def _load_hardened(self, url: str, infiltername: str | None, password: str | None) -> Any:
         props = [
             _prop("Hidden", True),
             _prop("ReadOnly", True),
@@ -135,6 +146,7 @@ class Bridge:
                 return document
         # Older variants of a format (Word 95, PowerPoint 95) need LibreOffice's own
         # detection, hence the second attempt without a filter before giving up.
+        logger.warning("loading %s failed: %r", url, last)
         raise xmlrpc.client.Fault(
             FAULT_LOAD_FAILED, f"document could not be loaded: {last or 'no component'}")
 
@@ -165,14 +177,22 @@ class Bridge:
                 if tmp_out is not None:
                     return xmlrpc.client.Binary(tmp_out.read_bytes())
                 return None
-            except xmlrpc.client.Fault:
+            except xmlrpc.client.Fault as fault:
+                if fault.faultCode in (FAULT_LOAD_FAILED, FAULT_EXPORT_FAILED) and (
+                        not self._connected()):
+                    threading.Thread(target=_exit_soon, daemon=True).start()
+                    raise xmlrpc.client.Fault(FAULT_ENGINE_GONE,
+                                              f"engine lost: {fault.faultString}") from None
                 raise
             except Exception as exc:
-                if _is_disposed(exc):
+                # A dying LibreOffice surfaces as many exception types ("illegal object
+                # given", IOException...); ask the connection itself before blaming the file.
+                if _is_disposed(exc) or not self._connected():
                     logger.error("LibreOffice connection lost: %s", exc)
                     # The supervisor restarts us together with LibreOffice.
                     threading.Thread(target=_exit_soon, daemon=True).start()
                     raise xmlrpc.client.Fault(FAULT_ENGINE_GONE, f"engine lost: {exc}") from None
+                logger.warning("conversion of %s failed: %r", inpath, exc)
                 raise xmlrpc.client.Fault(FAULT_EXPORT_FAILED,
                                           f"conversion failed: {exc}") from None
             finally:
@@ -197,6 +217,13 @@ class Bridge:
                 document.close(True)
             except Exception:  # a document that fails to close must not mask the result
                 logger.warning("closing the document failed", exc_info=True)
+
+    def _connected(self) -> bool:
+        try:
+            self.converter.desktop.getFrames()
+            return True
+        except Exception:  # any failure of a trivial call means the bridge is gone
+            return False
 
     def warmup(self) -> bool:
         """Load each LibreOffice module once so no request pays its first-use cost."""
@@ -230,6 +257,33 @@ class Bridge:
         """Cheap liveness answer that does not wait for a running conversion."""
         return {"pid": os.getpid(), "conversions": self.conversions,
                 "busy": self.lock.locked()}
+
+
+# LibreOffice's RTF tokenizer resolves INCLUDEPICTURE by itself: it opens the named file
+# with a plain file stream and embeds it, so neither the link settings of the profile nor
+# its referer check nor the proxy apply, and any local image (or PDF) the engine can read
+# would end up in the output. It acts only on the literal bytes INCLUDEPICTURE of a field
+# instruction (hex escapes are control words to it), so changing one letter of the word in
+# a copy leaves an unknown field that shows its cached result, as Word does offline.
+_RTF_INCLUDEPICTURE = re.compile(rb"includepicture", re.IGNORECASE)
+
+
+def _defuse_rtf(source: Path) -> Path | None:
+    """A copy of an RTF source whose INCLUDEPICTURE fields are inert, or None if not needed."""
+    with source.open("rb") as fh:
+        data = fh.read(1024)
+        if b"{\\rtf" not in data:
+            return None
+        data += fh.read()
+    if not _RTF_INCLUDEPICTURE.search(data):
+        return None
+    # Same name in a private folder, so nothing derived from the file name changes; same
+    # length, so byte counts such as \bin stay right.
+    folder = source.parent / f".defused-{os.getpid()}-{threading.get_ident()}"
+    folder.mkdir(exist_ok=True)
+    copy = folder / source.name
+    copy.write_bytes(_RTF_INCLUDEPICTURE.sub(lambda m: m.group()[:-1] + b"_", data))
+    return copy
 
 
 def _adopt_suffixed_output(target: Path) -> None:
@@ -271,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connect-timeout", type=float, default=60.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="bridge[%(process)d] %(levelname)s %(message)s")
+                        format="%(asctime)s bridge[%(process)d] %(levelname)s %(message)s")
     bridge = Bridge(args.uno_port, args.scratch_root, args.connect_timeout)
     server = _Server(("127.0.0.1", args.rpc_port), requestHandler=_Handler,
                      allow_none=True, logRequests=False)

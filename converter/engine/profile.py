@@ -43,12 +43,13 @@ HARDENING: tuple[tuple[str, str, str, str], ...] = (
     ("/org.openoffice.Inet/Settings", "ooInetFTPProxyName", "string", DEAD_PROXY_HOST),
     ("/org.openoffice.Inet/Settings", "ooInetFTPProxyPort", "int", str(DEAD_PROXY_PORT)),
     ("/org.openoffice.Inet/Settings", "ooInetNoProxy", "string", ""),
-    # No update checks, no crash reporter, no recovery data: a service has no user.
+    # No lock files, no recovery data: a service has no user. (There is no update check
+    # to turn off: Debian builds LibreOffice without online update; a path LibreOffice
+    # does not know is silently ignored, which tests/test_hostile.py checks for.)
     ("/org.openoffice.Office.Common/Misc", "UseDocumentSystemFileLocking",
      "boolean", "false"),
     ("/org.openoffice.Office.Recovery/AutoSave", "Enabled", "boolean", "false"),
     ("/org.openoffice.Office.Recovery/RecoveryInfo", "Enabled", "boolean", "false"),
-    ("/org.openoffice.Office.Update/Enabled", "Enabled", "boolean", "false"),
     ("/org.openoffice.Office.Common/Misc", "FirstRun", "boolean", "false"),
 )
 

@@ -1,0 +1,121 @@
+"""The floor for a cache hit: one SQLite lookup, an HMAC signature, a JSON reply.
+
+It answers the same route as the service's convert call and runs under the
+service's own gunicorn settings (``converter.server.GunicornServer``: one worker
+process, gthread, CONVERTER_HTTP_THREADS threads), so the cache-hit numbers of
+the two are comparable. Run: ``python -m bench.minimal_app --port P --data DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import hmac
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+
+from converter import config as config_module
+from converter.config import Config
+from converter.server import GunicornServer
+
+FILE_ID = "file_minimal"
+SECRET = b"minimal-app-benchmark-secret-key"
+
+
+def cache_key(file_id: str, target: str) -> str:
+    """The same kind of key the service derives for (file, target format)."""
+    return hashlib.sha256(f"{file_id}:{target}".encode()).hexdigest()
+
+
+def prepare_db(path: Path) -> None:
+    """Create the one-table database with one cached artifact for FILE_ID as pdf."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE IF NOT EXISTS artifacts (cache_key TEXT PRIMARY KEY, "
+                     "id TEXT, filename TEXT, size_bytes INTEGER)")
+        conn.execute("INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?, ?)",
+                     (cache_key(FILE_ID, "pdf"), "art_minimal", "document.pdf", 12345))
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def create_app(db_path: Path) -> Flask:
+    """The minimal app: POST /v1/files/<id>/convert answers from SQLite, signed."""
+    app = Flask("minimal", static_folder=None)
+    local = threading.local()
+
+    def db() -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(db_path, check_same_thread=False)
+            local.conn = conn
+        return conn
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify({"ok": True})
+
+    @app.post("/v1/files/<file_id>/convert")
+    def convert(file_id: str) -> Any:
+        if not request.headers.get("X-API-Key"):
+            return jsonify({"error": {"type": "unauthorized"}}), 401
+        target = request.form.get("format", "")
+        row = db().execute("SELECT id, filename, size_bytes FROM artifacts WHERE cache_key = ?",
+                           (cache_key(file_id, target),)).fetchone()
+        if row is None:
+            return jsonify({"error": {"type": "not_found"}}), 404
+        expires = int(time.time()) + 3600
+        payload = json.dumps([row[0], row[1], expires], separators=(",", ":")).encode()
+        token = f"{_b64(payload)}.{_b64(hmac.new(SECRET, payload, hashlib.sha256).digest())}"
+        return jsonify({"file_id": file_id, "format": target,
+                        "download_url": f"{request.host_url}v1/downloads/{token}",
+                        "expires_at": expires, "size_bytes": row[2], "cached": True})
+
+    return app
+
+
+class MinimalServer(GunicornServer):
+    """The service's gunicorn configuration, serving the minimal app instead."""
+
+    def __init__(self, config: Config, app: Flask) -> None:
+        self.minimal_app = app
+        super().__init__(config)
+
+    def load(self) -> Flask:
+        """The prebuilt minimal app."""
+        return self.minimal_app
+
+    def _post_worker_init(self, _worker: Any) -> None:
+        """No engine to announce."""
+
+    def _worker_exit(self, _server: Any, _worker: Any) -> None:
+        """No engine to stop."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve the minimal app on 127.0.0.1:port."""
+    parser = argparse.ArgumentParser("bench.minimal_app")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--data", type=Path, required=True)
+    args = parser.parse_args(argv)
+    args.data.mkdir(parents=True, exist_ok=True)
+    db_path = args.data / "minimal.db"
+    prepare_db(db_path)
+    config = config_module.load({"CONVERTER_PORT": str(args.port),
+                                 "CONVERTER_DATA_DIR": str(args.data),
+                                 "CONVERTER_LOG_LEVEL": "WARNING"})
+    MinimalServer(config, create_app(db_path)).run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
