@@ -50,6 +50,9 @@ OOXML_KINDS = {"wordprocessingml": "docx", "ms-word": "docx", "spreadsheetml": "
                "ms-excel": "xlsx", "presentationml": "pptx", "ms-powerpoint": "pptx"}
 NO_OFFICE_PARTS = ("zip archive without word/document.xml, xl/workbook.xml, ppt/presentation.xml"
                    " or an ODF mimetype")
+OOXML_TABLE = re.compile(rb"<(/?)w:tbl[\s>]")
+ODF_TABLE = re.compile(rb"<(/?)table:table[\s>]")
+TABLE_SCAN_CAP = 256 << 20  # bytes of a main part scanned for table nesting
 END_OF_CHAIN = 0xFFFFFFFA  # sector numbers above this are markers, not sectors
 
 
@@ -62,6 +65,9 @@ class Detection:
     encrypted: bool
     uncompressed_size: int
     reason: str = ""
+    # Deepest nesting of tables in the main text part (docx, odt): LibreOffice's layout
+    # time grows steeply with it, so absurd depths are refused before conversion.
+    table_depth: int = 0
 
 
 def detect(path: Path, filename: str | None = None) -> Detection:
@@ -159,15 +165,19 @@ def _classify_zip(zf: zipfile.ZipFile) -> Detection:
         media_type = roots[0].get("media-type", "")[:100] if roots else ""
     if media_type.startswith("application/vnd.oasis.opendocument."):
         fmt = ODF_MIMETYPES.get(media_type)
+        # Only text documents lay out nested tables; spreadsheets are tables themselves.
+        depth = _table_depth(zf, members.get("content.xml"), ODF_TABLE) if fmt == "odt" else 0
         if re.search(rb"<(?:[\w.-]+:)?encryption-data[\s/>]", manifest):
             encrypted, reason = True, "password-protected OpenDocument (manifest encryption-data)"
         if fmt is None:
             reason = f"OpenDocument type {_printable(media_type)} is not a supported source"
-        return Detection(fmt, "zip", encrypted, total, reason)
+        return Detection(fmt, "zip", encrypted, total, reason, depth)
     if "[content_types].xml" in members:
         for part, fmt in OOXML_MAIN_PARTS.items():
             if part in members:
-                return Detection(fmt, "zip", encrypted, total, reason)
+                depth = (_table_depth(zf, members[part], OOXML_TABLE)
+                         if fmt == "docx" else 0)
+                return Detection(fmt, "zip", encrypted, total, reason, depth)
         found, why = _ooxml_from_rels(zf, members)
         return Detection(found, "zip", encrypted, total, why or reason)
     if media_type:
@@ -203,6 +213,33 @@ def _tags(xml: bytes, name: str) -> list[dict[str, str]]:
     # Attribute names are keyed without their prefix: "manifest:full-path" -> "full-path".
     return [dict(re.findall(r"""([\w.-]+)\s*=\s*["']([^"']*)["']""", tag))
             for tag in re.findall(rf"<(?:\w+:)?{name}\b[^>]*>", text)]
+
+
+def _table_depth(zf: zipfile.ZipFile, info: zipfile.ZipInfo | None,
+                 pattern: re.Pattern[bytes]) -> int:
+    """Deepest table nesting in a member, streamed in chunks (never parsed as XML)."""
+    if info is None or info.flag_bits & 1:
+        return 0
+    depth = deepest = 0
+    tail = b""
+    read = 0
+    try:
+        with zf.open(info) as member:
+            while read < TABLE_SCAN_CAP and (chunk := member.read(1 << 20)):
+                read += len(chunk)
+                data = tail + chunk
+                # Keep a short tail so a tag split across two chunks is seen once.
+                cut = max(len(tail), len(data) - 32)
+                for match in pattern.finditer(data, 0, cut):
+                    depth = depth - 1 if match.group(1) else depth + 1
+                    deepest = max(deepest, depth)
+                tail = data[cut:]
+            for match in pattern.finditer(tail):
+                depth = depth - 1 if match.group(1) else depth + 1
+                deepest = max(deepest, depth)
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, ValueError):
+        return deepest  # a corrupt member is LibreOffice's to reject, not ours to measure
+    return deepest
 
 
 def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo | None, cap: int) -> bytes:

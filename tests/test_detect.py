@@ -438,3 +438,21 @@ def test_check_extension_when_content_is_unknown() -> None:
     )
     assert check_extension(broken, "a.zip") is None
     assert check_extension(broken, "a") is None
+
+
+def test_table_nesting_depth_is_measured(tmp_path: Path) -> None:
+    """Nested tables are counted in the main part, also across read chunks."""
+    body = "<w:tbl><w:tr><w:tc>" * 70 + "<w:p/>" + "</w:tc></w:tr></w:tbl>" * 70
+    filler = "<w:p><w:r><w:t>" + "x" * (1 << 20) + "</w:t></w:r></w:p>"
+    path = tmp_path / "nested.docx"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("[Content_Types].xml", "<Types/>")
+        zf.writestr("word/document.xml", f"<w:document><w:body>{filler}{body}"
+                    f"<w:tbl><w:tr><w:tc/></w:tr></w:tbl></w:body></w:document>")
+    assert detect(path).table_depth == 70
+    odt = tmp_path / "nested.odt"
+    with zipfile.ZipFile(odt, "w") as zf:
+        zf.writestr("mimetype", "application/vnd.oasis.opendocument.text")
+        zf.writestr("content.xml", "<table:table table:name='a'><table:table-row>" * 3
+                    + "</table:table-row></table:table>" * 3)
+    assert detect(odt).table_depth == 3

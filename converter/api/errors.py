@@ -47,8 +47,20 @@ def _converter_error(exc: ConverterError) -> Response:
     return error_response(exc.status, exc.to_dict(), exc.headers)
 
 
+def _drain_body(limit: int) -> None:
+    # Reading the rest of a moderately oversized body lets the client receive the 413
+    # instead of a reset connection; a body far beyond the limit is not worth reading.
+    length = request.content_length or 0
+    if 0 < length <= 4 * limit:
+        stream = request.environ["wsgi.input"]
+        remaining = length
+        while remaining > 0 and (chunk := stream.read(min(remaining, 1 << 20))):
+            remaining -= len(chunk)
+
+
 def _too_large(_exc: RequestEntityTooLarge) -> Response:
     limit = (request.max_content_length or 0) - 1024 * 1024
+    _drain_body(request.max_content_length or 0)
     return _converter_error(PayloadTooLarge(
         f"file is larger than the {max(limit, 0) // 2**20} MiB limit (CONVERTER_MAX_UPLOAD_MB)",
         field="file", limit_bytes=max(limit, 0)))
