@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from converter.db.engine import utcnow
@@ -74,6 +74,10 @@ def cache_key(source_id: str, target: str, options: dict[str, Any]) -> str:
     """The artifact identity: (source, target format, normalised options)."""
     canonical = json.dumps([source_id, target, options], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+# Built once: the cache-hit path runs it on every repeat call.
+_LOOKUP = select(artifacts).where(artifacts.c.cache_key == bindparam("key"))
 
 
 def _artifact(row: Any) -> Artifact:
@@ -166,7 +170,7 @@ class ConversionService:
 
     def _lookup(self, key: str) -> Artifact | None:
         with self.db.connect() as conn:
-            row = conn.execute(select(artifacts).where(artifacts.c.cache_key == key)).first()
+            row = conn.execute(_LOOKUP, {"key": key}).first()
         if row is None or not self._present(row.storage_key):
             return None
         return _artifact(row)
