@@ -58,7 +58,7 @@ def test_soak_with_random_instance_kills(serve: type[ServedApp], corpus: Path) -
     def killer() -> None:
         # Kill only a fully ready pool, so the other instance can take over: a request hit
         # on two instances in a row is, by design, a poison document (422), not a lost one.
-        while not stop.wait(rng.uniform(2.0, 4.0)):
+        while not stop.wait(rng.uniform(1.0, 2.0)):
             if requests.get(f"{app.url}/readyz", timeout=5).status_code != 200:
                 continue
             pids = app.soffice_pids()
@@ -84,7 +84,7 @@ def test_soak_with_random_instance_kills(serve: type[ServedApp], corpus: Path) -
         data = requests.get(body["download_url"], timeout=60).content
         assert len(data) == body["size_bytes"]
         check_output(target, data, phrase)
-    assert len(kills) >= 5, "the soak must actually kill instances"
+    assert len(kills) >= 3, "the soak must actually kill instances"
     metrics = app.metrics()
     assert metrics["converter_engine_calls_total"] >= CONVERSIONS
     assert metrics['converter_engine_restarts_total{reason="crash"}'] >= 1
