@@ -6,7 +6,6 @@ fails with a MatrixError that names the YAML path that is wrong.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,54 +13,13 @@ from typing import Any
 import yaml
 
 from converter.errors import InvalidRequest
+from converter.options import OptionError, OptionSpec, declare, normalise
 
 DEFAULT_PATH = Path(__file__).resolve().parents[1] / "conversion_matrix.yaml"
-_PAGE_RANGE = re.compile(r"^\s*\d+(\s*-\s*\d*)?(\s*[,;]\s*\d+(\s*-\s*\d*)?)*\s*$")
-_OPTION_TYPES = ("page_range", "choice", "positive_int")
-_OPTION_KINDS = ("filter_data", "csv_sheet")
 
 
 class MatrixError(Exception):
     """conversion_matrix.yaml is malformed; the message names the offending path."""
-
-
-@dataclass(frozen=True)
-class OptionSpec:
-    """One caller-settable option of a target and how it reaches the export filter."""
-
-    name: str
-    kind: str
-    type: str
-    help: str
-    filter_name: str = ""
-    choices: dict[str, Any] = field(default_factory=dict)
-    default: Any = None
-
-    def parse(self, raw: Any, where: str) -> Any:
-        """Validate one caller value; raise InvalidRequest naming the field."""
-        if self.type == "choice":
-            key = str(raw)
-            if key not in self.choices:
-                raise InvalidRequest(
-                    f"{where} must be one of {', '.join(self.choices)} ({self.help})",
-                    field=where, valid_values=list(self.choices),
-                )
-            return key
-        if self.type == "positive_int":
-            if isinstance(raw, bool) or not str(raw).isdigit() or int(raw) < 1:
-                raise InvalidRequest(
-                    f"{where} must be a positive integer ({self.help})", field=where
-                )
-            return int(raw)
-        text = str(raw)
-        if not _PAGE_RANGE.match(text):
-            raise InvalidRequest(
-                f"{where} must look like 1-3,5 ({self.help})", field=where
-            )
-        compact = re.sub(r"\s+", "", text)
-        # A bare page number would travel to the export filter as an integer (unoserver's
-        # option convention); LibreOffice wants PageRange as text, and "2-2" means page 2.
-        return f"{compact}-{compact}" if compact.isdecimal() else compact
 
 
 @dataclass(frozen=True)
@@ -73,6 +31,8 @@ class TargetSpec:
     media_type: str
     filter_options: str = ""
     options: dict[str, OptionSpec] = field(default_factory=dict)
+    # "pdf" when the target is drawn page by page from the family's PDF.
+    render_from: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,21 +52,30 @@ class ExportPlan:
 
     source: str
     target: str
+    family: str
     import_filter: str
     export_filter: str
     filter_options: str
     filter_data: dict[str, Any]
     media_type: str
+    # Canonical non-default options, password excluded: what cache keys and rows see.
     options: dict[str, Any]
+    # Every option of the target with its default filled in, for the layers that act on them.
+    settings: dict[str, Any] = field(default_factory=dict)
+    password: str | None = field(default=None, repr=False)
+    engine_options: dict[str, Any] = field(default_factory=dict)
+    render_from: str = ""
 
 
 class Matrix:
     """Queries over the validated matrix."""
 
     def __init__(self, sources: dict[str, SourceSpec],
-                 families: dict[str, dict[str, TargetSpec]]) -> None:
+                 families: dict[str, dict[str, TargetSpec]],
+                 options: dict[str, OptionSpec] | None = None) -> None:
         self.sources = sources
         self.families = families
+        self.options = options or {}
 
     def source(self, name: str) -> SourceSpec:
         """Return a source format or raise InvalidRequest listing the known ones."""
@@ -114,67 +83,65 @@ class Matrix:
         if spec is None:
             raise InvalidRequest(
                 f"Unsupported source format {name!r}; supported: {', '.join(self.sources)}",
-                field="file", valid_formats=list(self.sources),
-            )
+                field="file", valid_formats=list(self.sources))
         return spec
 
     def valid_targets(self, source: str) -> list[str]:
         """Targets offered for a source format."""
         return list(self.source(source).targets)
 
-    def plan(self, source: str, target: str, options: dict[str, Any] | None = None,
-             ) -> ExportPlan:
-        """Resolve a source→target pair and caller options into an ExportPlan."""
+    def target(self, source: str, target: str) -> TargetSpec:
+        """The TargetSpec of a pair, or InvalidRequest listing the valid targets."""
         spec = self.source(source)
         target = (target or "").strip().lower().lstrip(".")
         if not target:
             raise InvalidRequest(
                 f"format is required; valid targets for {source}: {', '.join(spec.targets)}",
-                field="format", valid_targets=list(spec.targets),
-            )
+                field="format", valid_targets=list(spec.targets))
         if target not in spec.targets:
             raise InvalidRequest(
                 f"Cannot convert {source} to {target!r}; valid targets for {source}: "
-                f"{', '.join(spec.targets)}",
-                field="format", valid_targets=list(spec.targets),
-            )
-        tspec = self.families[spec.family][target]
+                f"{', '.join(spec.targets)}", field="format", valid_targets=list(spec.targets))
+        return self.families[spec.family][target]
+
+    def plan(self, source: str, target: str, options: dict[str, Any] | None = None,
+             ) -> ExportPlan:
+        """Resolve a source→target pair and caller options into an ExportPlan."""
+        spec = self.source(source)
+        tspec = self.target(source, target)
         given = dict(options or {})
-        unknown = sorted(set(given) - set(tspec.options))
-        if unknown:
-            valid = ", ".join(tspec.options) or "none"
-            raise InvalidRequest(
-                f"Unknown option {unknown[0]!r} for {target}; valid options: {valid}",
-                field=f"options.{unknown[0]}", valid_options=list(tspec.options),
-            )
-        normalised: dict[str, Any] = {}
+        canonical = normalise(tspec.options, given, tspec.extension)
+        settings = {name: canonical.get(name, o.default) for name, o in tspec.options.items()
+                    if o.type != "secret"}
         filter_data: dict[str, Any] = {}
-        csv_sheet: Any = None
+        engine_options: dict[str, Any] = {}
+        csv: dict[str, str] = {}
         for name, ospec in tspec.options.items():
-            if name in given and given[name] not in (None, ""):
-                value = ospec.parse(given[name], f"options.{name}")
-                normalised[name] = value
-            elif ospec.default is not None:
-                value = ospec.default
-            else:
+            value = settings.get(name)
+            if value is None:
                 continue
-            if ospec.kind == "filter_data":
-                filter_data[ospec.filter_name] = (
-                    ospec.choices[value] if ospec.type == "choice" else value
-                )
-            else:
-                csv_sheet = value
+            if ospec.destination == "filter_data":
+                filter_data[ospec.target_name] = (
+                    ospec.choices[value] if ospec.type == "choice" else value)
+                if value is not False:
+                    filter_data.update(ospec.also)
+            elif ospec.destination == "engine" and value:
+                engine_options[ospec.target_name] = value
+            elif ospec.destination == "csv" and ospec.type == "choice":
+                csv[ospec.target_name] = str(ospec.choices[value])
         filter_options = tspec.filter_options
-        if "{sheet}" in filter_options:
-            filter_options = filter_options.replace("{sheet}", str(csv_sheet or 1))
+        for name, value in csv.items():
+            filter_options = filter_options.replace("{" + name + "}", value)
+        password = canonical.pop("password", None)
         return ExportPlan(
-            source=source, target=target, import_filter=spec.import_filter,
-            export_filter=tspec.filter, filter_options=filter_options,
-            filter_data=filter_data, media_type=tspec.media_type, options=normalised,
-        )
+            source=source, target=tspec.extension, family=spec.family,
+            import_filter=spec.import_filter, export_filter=tspec.filter,
+            filter_options=filter_options, filter_data=filter_data,
+            media_type=tspec.media_type, options=canonical, settings=settings,
+            password=password, engine_options=engine_options, render_from=tspec.render_from)
 
     def media_type(self, source: str, target: str) -> str:
-        """Content-Type of an artifact of this pair."""
+        """Content-Type of an artifact of this pair (for one file; ZIPs are decided later)."""
         return self.families[self.source(source).family][target].media_type
 
     def describe(self) -> dict[str, Any]:
@@ -183,14 +150,12 @@ class Matrix:
         for name, spec in self.sources.items():
             out[name] = {
                 "media_type": spec.media_type,
+                "family": spec.family,
                 "targets": {
                     t: {
                         "media_type": self.families[spec.family][t].media_type,
-                        "options": {
-                            o.name: {"help": o.help, **({"choices": list(o.choices)}
-                                                        if o.choices else {})}
-                            for o in self.families[spec.family][t].options.values()
-                        },
+                        "options": {o.name: o.describe()
+                                    for o in self.families[spec.family][t].options.values()},
                     }
                     for t in spec.targets
                 },
@@ -207,27 +172,15 @@ def _need(mapping: Any, key: str, where: str, kind: type) -> Any:
     return value
 
 
-def _option(name: str, raw: Any, where: str) -> OptionSpec:
-    if not isinstance(raw, dict):
-        raise MatrixError(f"{where} must be a mapping")
-    kind = _need(raw, "kind", where, str)
-    otype = _need(raw, "type", where, str)
-    if kind not in _OPTION_KINDS:
-        raise MatrixError(f"{where}.kind must be one of {_OPTION_KINDS}, got {kind!r}")
-    if otype not in _OPTION_TYPES:
-        raise MatrixError(f"{where}.type must be one of {_OPTION_TYPES}, got {otype!r}")
-    choices = raw.get("choices") or {}
-    if otype == "choice" and not choices:
-        raise MatrixError(f"{where}.choices is required for type choice")
-    return OptionSpec(
-        name=name, kind=kind, type=otype, help=str(raw.get("help", "")),
-        filter_name=str(raw.get("name", "")), choices={str(k): v for k, v in choices.items()},
-        default=raw.get("default"),
-    )
-
-
 def parse(document: Any) -> Matrix:
     """Validate a parsed YAML document and build a Matrix."""
+    declared_raw = document.get("options") if isinstance(document, dict) else None
+    declared: dict[str, OptionSpec] = {}
+    for name, raw in (declared_raw or {}).items():
+        try:
+            declared[str(name)] = declare(str(name), raw, f"options.{name}")
+        except OptionError as exc:
+            raise MatrixError(str(exc)) from None
     families_raw = _need(document, "families", "matrix", dict)
     families: dict[str, dict[str, TargetSpec]] = {}
     for family, targets in families_raw.items():
@@ -237,14 +190,22 @@ def parse(document: Any) -> Matrix:
         families[family] = {}
         for ext, raw in targets.items():
             twhere = f"{where}.{ext}"
-            options = raw.get("options") or {} if isinstance(raw, dict) else {}
+            render_from = str(raw.get("render", "")) if isinstance(raw, dict) else ""
+            if render_from and render_from not in targets:
+                raise MatrixError(f"{twhere}.render: {render_from!r} is not a target of {where}")
+            names = raw.get("options") or [] if isinstance(raw, dict) else []
+            if not isinstance(names, list):
+                raise MatrixError(f"{twhere}.options must list option names")
+            for option in names:
+                if option not in declared:
+                    raise MatrixError(f"{twhere}.options: {option!r} is not declared under "
+                                      f"options (known: {', '.join(declared)})")
             families[family][str(ext)] = TargetSpec(
                 extension=str(ext),
-                filter=_need(raw, "filter", twhere, str),
+                filter="" if render_from else _need(raw, "filter", twhere, str),
                 media_type=_need(raw, "media_type", twhere, str),
                 filter_options=str(raw.get("filter_options", "")),
-                options={str(n): _option(str(n), o, f"{twhere}.options.{n}")
-                         for n, o in options.items()},
+                options={str(n): declared[n] for n in names}, render_from=render_from,
             )
     sources_raw = _need(document, "sources", "matrix", dict)
     sources: dict[str, SourceSpec] = {}
@@ -272,7 +233,7 @@ def parse(document: Any) -> Matrix:
             media_type=_need(raw, "media_type", where, str),
             targets=tuple(str(t) for t in targets),
         )
-    return Matrix(sources, families)
+    return Matrix(sources, families, declared)
 
 
 class _StrictLoader(yaml.SafeLoader):

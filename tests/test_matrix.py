@@ -36,8 +36,13 @@ def test_issue_minimum_pairs_are_present() -> None:
     (lambda d: d["sources"]["docx"].pop("import_filter"), "sources.docx.import_filter"),
     (lambda d: d["families"]["writer"]["pdf"].pop("filter"), "families.writer.pdf.filter"),
     (lambda d: d["sources"]["docx"].update(targets=[]), "sources.docx.targets is empty"),
-    (lambda d: d["families"]["writer"]["pdf"]["options"]["pdfa"].update(kind="magic"),
-     "families.writer.pdf.options.pdfa.kind"),
+    (lambda d: d["options"]["pdfa"].update(type="magic"), "options.pdfa.type"),
+    (lambda d: d["options"]["quality"].update(default=500), "options.quality.default"),
+    (lambda d: d["options"]["dpi"].pop("render"), "options.dpi must name exactly one"),
+    (lambda d: d["families"]["writer"]["pdf"]["options"].append("nope"),
+     "families.writer.pdf.options: 'nope' is not declared"),
+    (lambda d: d["families"]["writer"]["png"].update(render="gif"),
+     "families.writer.png.render: 'gif'"),
 ])
 def test_invalid_matrix_names_the_path(mutate: Any, message: str) -> None:
     """Start-up errors point at the YAML path to fix."""
@@ -60,9 +65,9 @@ def test_options_are_validated_and_normalised() -> None:
     """Whitespace and single pages normalise; unknown options and bad values name the field."""
     matrix = load()
     assert matrix.plan("docx", "PDF", {"page_range": " 2 "}).options == {"page_range": "2-2"}
-    assert matrix.plan("docx", "pdf", {"pdfa": 2}).filter_data == {"SelectPdfVersion": 2}
-    assert matrix.plan("xlsx", "csv", {}).filter_options.endswith(",1")
-    assert matrix.plan("xlsx", "csv", {"sheet": "3"}).filter_options.endswith(",3")
+    assert matrix.plan("docx", "pdf", {"pdfa": 2}).filter_data["SelectPdfVersion"] == 2
+    assert matrix.plan("xlsx", "csv", {}).settings["sheet"] == 1
+    assert matrix.plan("xlsx", "csv", {"sheet": "3"}).settings["sheet"] == 3
     for options, field in (({"sheet": 0}, "options.sheet"), ({"dpi": 300}, "options.dpi")):
         with pytest.raises(InvalidRequest) as caught:
             matrix.plan("xlsx", "csv", options)
