@@ -33,6 +33,18 @@ class InvalidRequest(ConverterError):
     type = "invalid_request"
 
 
+class PasswordRequired(InvalidRequest):
+    """The source is encrypted and the request carries no password."""
+
+    type = "password_required"
+
+
+class PasswordIncorrect(InvalidRequest):
+    """The password given does not open the encrypted source."""
+
+    type = "password_incorrect"
+
+
 class Unauthorized(ConverterError):
     """No API key, or one that does not match."""
 

@@ -153,8 +153,14 @@ class Bridge:
     def convert(self, inpath: str | None = None, indata: Any = None, outpath: str | None = None,
                 convert_to: str | None = None, filtername: str | None = None,
                 filter_options: list[str] | None = None, update_index: bool = True,
-                infiltername: str | None = None, password: str | None = None) -> Any:
-        """unoserver-compatible convert: paths in the scratch directory, or bytes."""
+                infiltername: str | None = None, password: str | None = None,
+                extras: dict[str, Any] | None = None) -> Any:
+        """unoserver-compatible convert: paths in the scratch directory, or bytes.
+
+        ``extras`` is this service's addition after unoserver's parameters (its clients
+        never send it): ``landscape`` turns the pages, ``update_indexes`` regenerates
+        every index instead of the tables of contents alone.
+        """
         if not filtername:
             raise xmlrpc.client.Fault(FAULT_BAD_REQUEST, "filtername is required")
         with self.lock:
@@ -172,7 +178,7 @@ class Bridge:
                 source = self._confined(inpath)
                 target = self._confined(outpath)
                 self._convert(source, target, filtername, filter_options or [],
-                              update_index, infiltername, password)
+                              update_index, infiltername, password, extras or {})
                 self.conversions += 1
                 if tmp_out is not None:
                     return xmlrpc.client.Binary(tmp_out.read_bytes())
@@ -201,14 +207,14 @@ class Bridge:
                         tmp.unlink(missing_ok=True)
 
     def _convert(self, source: str, target: str, filtername: str, filter_options: list[str],
-                 update_index: bool, infiltername: str | None, password: str | None) -> None:
+                 update_index: bool, infiltername: str | None, password: str | None,
+                 extras: dict[str, Any]) -> None:
         document = self._load(uno.systemPathToFileUrl(source), infiltername, password)
         try:
-            if update_index and hasattr(document, "getDocumentIndexes"):
-                # Tables of contents carry page numbers that only exist after layout.
-                indexes = document.getDocumentIndexes()
-                for i in range(indexes.getCount()):
-                    indexes.getByIndex(i).update()
+            if extras.get("landscape"):
+                _turn_landscape(document)
+            if update_index:
+                _update_indexes(document, everything=bool(extras.get("update_indexes")))
             document.storeToURL(uno.systemPathToFileUrl(target),
                                 _export_props(filtername, filter_options))
             _adopt_suffixed_output(Path(target))
@@ -257,6 +263,52 @@ class Bridge:
         """Cheap liveness answer that does not wait for a running conversion."""
         return {"pid": os.getpid(), "conversions": self.conversions,
                 "busy": self.lock.locked()}
+
+
+def _update_indexes(document: Any, everything: bool) -> None:
+    """Regenerate tables of contents, and every other index only when asked.
+
+    A table of contents carries page numbers that only exist after layout, so it is
+    always rebuilt. Bibliographies, alphabetical and user indexes are rebuilt from
+    what LibreOffice could import: a Word bibliography whose sources it cannot read
+    would come out empty, so they keep the entries the document stored.
+    """
+    if not hasattr(document, "getDocumentIndexes"):
+        return
+    indexes = document.getDocumentIndexes()
+    for i in range(indexes.getCount()):
+        index = indexes.getByIndex(i)
+        if everything or index.supportsService("com.sun.star.text.ContentIndex"):
+            index.update()
+
+
+def _turn_landscape(document: Any) -> None:
+    """Make every page landscape: page styles for text and sheets, the page size for decks."""
+    if hasattr(document, "getDrawPages") and not hasattr(document, "getStyleFamilies"):
+        _turn_draw_pages(document)
+        return
+    if hasattr(document, "getDrawPages") and document.supportsService(
+            "com.sun.star.presentation.PresentationDocument"):
+        _turn_draw_pages(document)
+        return
+    styles = document.getStyleFamilies().getByName("PageStyles")
+    for name in styles.getElementNames():
+        style = styles.getByName(name)
+        width, height = style.Width, style.Height
+        style.IsLandscape = True
+        if height > width:
+            style.Width, style.Height = height, width
+
+
+def _turn_draw_pages(document: Any) -> None:
+    # One page size serves a whole deck; setting it on the first page turns them all.
+    pages = document.getDrawPages()
+    if pages.getCount() == 0:
+        return
+    page = pages.getByIndex(0)
+    width, height = page.Width, page.Height
+    if height > width:
+        page.Width, page.Height = height, width
 
 
 # LibreOffice's RTF tokenizer resolves INCLUDEPICTURE by itself: it opens the named file

@@ -71,8 +71,9 @@ class BridgeClient:
 
     def convert(self, inpath: str, outpath: str, *, export_filter: str,
                 filter_options: list[str], import_filter: str | None,
-                timeout: float) -> None:
+                timeout: float, password: str | None = None,
+                extras: dict[str, Any] | None = None) -> None:
         """Convert a scratch file to another scratch file; raises Fault on document errors."""
         extension = outpath.rsplit(".", 1)[-1]
         self._call(timeout, "convert", inpath, None, outpath, extension, export_filter,
-                   filter_options, True, import_filter, None)
+                   filter_options, True, import_filter, password, extras or {})

@@ -18,8 +18,9 @@ import uuid
 import xmlrpc.client
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from converter.config import Config
 from converter.engine.client import (
@@ -51,6 +52,12 @@ class EngineJob:
     import_filter: str
     export_filter: str
     filter_options: list[str]
+    # Opens an encrypted source; kept out of reprs so it never reaches a log line.
+    password: str | None = field(default=None, repr=False)
+    # landscape / update_indexes: the bridge's layout step after loading.
+    extras: dict[str, Any] = field(default_factory=dict)
+    # Some exports write one file per part (CSV of every sheet: <stem>-<sheet>.csv).
+    many_outputs: bool = False
 
 
 def _clear_leftovers(target: Path) -> None:
@@ -60,8 +67,17 @@ def _clear_leftovers(target: Path) -> None:
     lock file; the next instance would see the target locked and abort its store.
     """
     target.unlink(missing_ok=True)
+    for part in target.parent.glob(f"{target.stem}-*{target.suffix}"):
+        part.unlink(missing_ok=True)
     for lock in target.parent.glob(".~lock.*#"):
         lock.unlink(missing_ok=True)
+
+
+def _has_output(target: Path, many: bool) -> bool:
+    if target.exists() and target.stat().st_size > 0:
+        return True
+    return many and any(p.stat().st_size > 0
+                        for p in target.parent.glob(f"{target.stem}-*{target.suffix}"))
 
 
 class EnginePool:
@@ -282,7 +298,8 @@ class EnginePool:
                 assert inst.client is not None
                 inst.client.convert(str(source), str(target), export_filter=job.export_filter,
                                     filter_options=job.filter_options,
-                                    import_filter=job.import_filter or None, timeout=remaining)
+                                    import_filter=job.import_filter or None, timeout=remaining,
+                                    password=job.password, extras=job.extras)
                 inst.conversions += 1
                 healthy = True
                 with self.cond:
@@ -315,7 +332,7 @@ class EnginePool:
                                     retryable=False) from None
             finally:
                 self._release(inst, healthy)
-            if not target.exists() or target.stat().st_size == 0:
+            if not _has_output(target, job.many_outputs):
                 raise UnprocessableDocument("LibreOffice produced no output for this document")
             return
 
