@@ -97,6 +97,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_upload_mb", _positive_int, "100", "Largest accepted upload, in MiB."),
     Setting("max_uncompressed_mb", _positive_int, "1024", "Largest total a zip-based document may declare when unpacked (zip-bomb guard), in MiB."),
     Setting("workers", _workers, "auto", "LibreOffice instances in the engine pool; auto means one per CPU core."),
+    Setting("max_png_pages", _positive_int, "200", "Most pages one PNG request may draw (options.pages); more is refused with 400."),
     Setting("conversion_timeout", _positive_float, "120", "Seconds one conversion may take, queueing included."),
     Setting("queue_size", _non_negative_int, "32", "Conversions that may wait for a free instance before 503 overloaded."),
     Setting("recycle_after", _positive_int, "200", "Conversions after which an instance is restarted gracefully."),
@@ -111,7 +112,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("run_workers", _non_negative_int, "2", "Threads per process that execute async runs."),
     Setting("run_lease_seconds", _positive_int, "60", "Seconds a claimed run stays leased before another worker may reclaim it."),
     Setting("run_max_attempts", _positive_int, "3", "Attempts at a run before it fails on transient engine errors."),
-    Setting("webhook_allow", _csv, "", "Comma-separated CIDRs webhook targets may use despite the default deny list."),
+    Setting("webhook_allow", _csv, "", "Comma-separated CIDRs that webhook targets and URL imports may use despite the default deny list (loopback, private, link-local)."),
+    Setting("url_fetch_timeout", _positive_float, "30", "Seconds a URL import may wait on one connect or read (the whole fetch may take ten times that)."),
     Setting("webhook_timeout", _positive_float, "10", "Seconds one webhook delivery may take."),
     Setting("webhook_max_attempts", _positive_int, "5", "Delivery attempts per webhook before giving up."),
     Setting("webhook_backoff_seconds", _positive_float, "10", "Delay before the second webhook attempt; each later one waits twice as long."),
@@ -137,6 +139,7 @@ class Config:
     max_upload_mb: int
     max_uncompressed_mb: int
     workers: int
+    max_png_pages: int
     conversion_timeout: float
     queue_size: int
     recycle_after: int
@@ -152,6 +155,7 @@ class Config:
     run_lease_seconds: int
     run_max_attempts: int
     webhook_allow: tuple[str, ...]
+    url_fetch_timeout: float
     webhook_timeout: float
     webhook_max_attempts: int
     webhook_backoff_seconds: float

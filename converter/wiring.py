@@ -16,11 +16,14 @@ from converter.matrix import load as load_matrix
 from converter.service.conversion import ConversionEngine, ConversionService
 from converter.service.files import FileService
 from converter.service.idempotency import IdempotencyStore
+from converter.service.intake import Intake
 from converter.service.keys import KeyStore
+from converter.service.oneshot import OneShotService
 from converter.service.ratelimit import RateLimiter
 from converter.service.run_worker import RunWorker
 from converter.service.runs import RunService
 from converter.service.signing import Signer, load_secret
+from converter.service.url_fetch import UrlFetcher
 from converter.service.webhooks import SecretStore, WebhookDispatcher, WebhookPolicy
 from converter.storage import Storage, open_storage
 
@@ -40,6 +43,7 @@ class Services:
     conversions: ConversionService
     limiter: RateLimiter
     runs: RunService
+    oneshot: OneShotService
     engine: Any
     extras: dict[str, Any] = field(default_factory=dict)
     _closed: threading.Event = field(default_factory=threading.Event)
@@ -67,8 +71,9 @@ def build(config: Config, engine: ConversionEngine | None = None,
     db = connect(config.sqlalchemy_url)
     storage = open_storage(config)
     signer = Signer(load_secret(config.secret_key, config.data_path))
-    files = FileService(db, storage, matrix, config.data_path / "tmp",
-                        config.max_upload_bytes, config.max_uncompressed_mb * 2**20)
+    intake = Intake(matrix, config.data_path / "tmp", config.max_upload_bytes,
+                    config.max_uncompressed_mb * 2**20)
+    files = FileService(db, storage, matrix, intake)
     if engine is None:
         from converter.engine.pool import EnginePool
 
@@ -77,12 +82,15 @@ def build(config: Config, engine: ConversionEngine | None = None,
             pool.start(wait=False)
         engine = pool
     conversions = ConversionService(db, storage, matrix, engine, files, signer,
-                                    config.url_ttl, config.conversion_timeout)
+                                    config.url_ttl, config.conversion_timeout,
+                                    config.max_png_pages)
     runs, extras = _build_runs(config, db, matrix, files, conversions)
+    fetcher = UrlFetcher(WebhookPolicy(config.webhook_allow), config.url_fetch_timeout)
+    oneshot = OneShotService(intake, files, conversions, storage, fetcher)
     return Services(config=config, db=db, storage=storage, matrix=matrix, keys=KeyStore(db),
                     files=files, conversions=conversions,
-                    limiter=RateLimiter(config.requests_per_minute), runs=runs, engine=engine,
-                    extras=extras)
+                    limiter=RateLimiter(config.requests_per_minute), runs=runs,
+                    oneshot=oneshot, engine=engine, extras=extras)
 
 
 def _build_runs(config: Config, db: Engine, matrix: Matrix, files: FileService,

@@ -74,6 +74,9 @@ def metrics() -> Response:
     ]
     for reason, count in sorted(stats.get("restarts", {}).items()):
         lines.append(f'converter_engine_restarts_total{{reason="{reason}"}} {count}')
+    lines.append("# TYPE converter_artifacts_produced_total counter")
+    for path, count in sorted(svc.conversions.produced.items()):
+        lines.append(f'converter_artifacts_produced_total{{path="{path}"}} {count}')
     lines.append("# TYPE converter_engine_instance_conversions gauge")
     for inst in stats.get("instances", []):
         lines.append(f'converter_engine_instance_conversions{{instance="{inst["name"]}"}} '

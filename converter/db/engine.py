@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import OperationalError
 
@@ -74,11 +74,33 @@ def connect(url: str) -> Engine:
                 # Several replicas may start at once; one creates the tables.
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(4711003)")
             metadata.create_all(conn)
+            add_missing_columns(conn)
     except OperationalError as exc:
         raise ConfigError(
             f"Cannot reach the database at CONVERTER_DATABASE_URL "
             f"({parsed.render_as_string(hide_password=True)}): {exc.orig}") from None
     return engine
+
+
+def add_missing_columns(conn: Connection) -> None:
+    """Add columns that newer releases declare to tables an older release created.
+
+    create_all makes missing tables only. Every column added after a release is
+    nullable, so ALTER TABLE ... ADD COLUMN is enough on both dialects and keeps
+    every row that is already stored.
+    """
+    found = inspect(conn)
+    for table in metadata.sorted_tables:
+        present = {c["name"] for c in found.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if not column.nullable:
+                raise ConfigError(f"table {table.name} lacks the required column "
+                                  f"{column.name}; it cannot be added to existing rows")
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(
+                f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
 
 
 def process_tag() -> str:

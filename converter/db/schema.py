@@ -46,6 +46,14 @@ files = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     # seq orders rows created within the same timestamp for cursor pagination.
     Column("seq", BigInteger, nullable=False),
+    # Document metadata; columns added after the first release are nullable so that
+    # converter.db.migrate can add them to an existing database.
+    Column("encrypted", Boolean),
+    Column("pages", Integer),
+    Column("sheets", Text),  # JSON list of names, in workbook order
+    Column("title", Text),
+    Column("author", Text),
+    Column("metadata_unknown", Text),  # JSON list of the fields not known yet
 )
 Index("ix_files_workspace_seq", files.c.workspace, files.c.seq)
 
@@ -62,8 +70,27 @@ artifacts = Table(
     Column("storage_key", String(300), nullable=False),
     Column("size_bytes", BigInteger, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # Which path made it: libreoffice, openpyxl (the xlsx CSV fast path) or pdf2image.
+    Column("produced_by", String(16)),
     UniqueConstraint("cache_key", name="uq_artifacts_cache_key"),
 )
+
+# One-shot conversions (POST /v1/convert) store no file: their artifacts are keyed by
+# the sha256 of the bytes, the format and the options, within the caller's workspace.
+content_artifacts = Table(
+    "content_artifacts", metadata,
+    Column("cache_key", String(64), primary_key=True),
+    Column("workspace", String(200), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("format", String(16), nullable=False),
+    Column("options", Text, nullable=False),
+    Column("media_type", String(200), nullable=False),
+    Column("storage_key", String(300), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("produced_by", String(16)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_content_artifacts_workspace", content_artifacts.c.workspace)
 Index("ix_artifacts_file", artifacts.c.file_id)
 
 runs = Table(

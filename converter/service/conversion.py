@@ -1,31 +1,45 @@
-"""Conversions: matrix check → cache lookup → single-flight → engine → atomic store."""
+"""Conversions: matrix check → cache lookup → single-flight → make → atomic store."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
-import secrets
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, bindparam, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, select
 
 from converter.db.engine import utcnow
 from converter.db.schema import artifacts
 from converter.engine.pool import EngineJob
-from converter.errors import ConversionTimeout, NotFound
+from converter.errors import ConversionTimeout, NotFound, PasswordRequired
 from converter.matrix import ExportPlan, Matrix
+from converter.service import decrypt, png_render
+from converter.service.artifact_index import (
+    Artifact,
+    ArtifactIndex,
+    FileArtifacts,
+    file_artifact,
+    present,
+)
+from converter.service.csv_export import CsvExporter
 from converter.service.files import FileRecord, FileService
+from converter.service.intake import with_extension
 from converter.service.principal import Principal
+from converter.service.production import Made, Producer
 from converter.service.signing import Grant, Signer
 from converter.service.singleflight import SingleFlight
 from converter.storage import Storage
+
+__all__ = ["Artifact", "Conversion", "ConversionService", "Link", "Subject", "cache_key"]
 
 
 class ConversionEngine(Protocol):
@@ -41,16 +55,18 @@ class ConversionEngine(Protocol):
 
 
 @dataclass(frozen=True)
-class Artifact:
-    """A stored conversion result."""
+class Subject:
+    """What is converted, and where its artifacts are recorded."""
 
-    id: str
-    file_id: str
     source_id: str
     format: str
-    media_type: str
-    storage_key: str
-    size_bytes: int
+    encrypted: bool
+    fetch: Callable[[Path], None]
+    index: ArtifactIndex
+    record: FileRecord | None = None
+    sheets: list[str] | None = None
+    # The metadata this conversion may fill in (fields the file's reader could not know).
+    learn: Callable[..., None] = field(default=lambda **_found: None)
 
 
 @dataclass(frozen=True)
@@ -59,7 +75,7 @@ class Conversion:
 
     artifact: Artifact
     cached: bool
-    record: FileRecord
+    record: FileRecord | None
 
 
 @dataclass(frozen=True)
@@ -70,27 +86,26 @@ class Link:
     expires_at: datetime
 
 
-def cache_key(source_id: str, target: str, options: dict[str, Any]) -> str:
-    """The artifact identity: (source, target format, normalised options)."""
-    canonical = json.dumps([source_id, target, options], sort_keys=True, separators=(",", ":"))
+def cache_key(source_id: str, target: str, options: dict[str, Any],
+              password_tag: str = "") -> str:
+    """The artifact identity: (source, target format, normalised options[, password tag]).
+
+    A password is part of the identity (a wrong one must not reach an artifact made
+    with the right one) but only as a keyed digest, never in clear.
+    """
+    parts: list[Any] = [source_id, target, options]
+    if password_tag:
+        parts.append(password_tag)
+    canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-# Built once: the cache-hit path runs it on every repeat call.
-_LOOKUP = select(artifacts).where(artifacts.c.cache_key == bindparam("key"))
-
-
-def _artifact(row: Any) -> Artifact:
-    return Artifact(id=row.id, file_id=row.file_id, source_id=row.source_id, format=row.format,
-                    media_type=row.media_type, storage_key=row.storage_key,
-                    size_bytes=row.size_bytes)
 
 
 class ConversionService:
     """Produces artifacts, at most once per cache key, and signs links to them."""
 
     def __init__(self, db: Engine, storage: Storage, matrix: Matrix, engine: ConversionEngine,
-                 files: FileService, signer: Signer, url_ttl: int, timeout: float) -> None:
+                 files: FileService, signer: Signer, url_ttl: int, timeout: float,
+                 max_png_pages: int = 200) -> None:
         self.db = db
         self.storage = storage
         self.matrix = matrix
@@ -99,10 +114,18 @@ class ConversionService:
         self.signer = signer
         self.url_ttl = url_ttl
         self.timeout = timeout
+        self.producer = Producer(engine, max_png_pages)
+        self.csv = CsvExporter(self.producer)
         self.flight: SingleFlight[Artifact] = SingleFlight()
         self._lock = threading.Lock()
-        self.engine_calls = 0
         self.cache_hits = 0
+        # Which path made each artifact: libreoffice, openpyxl, pdf2image (for /metrics).
+        self.produced: Counter[str] = Counter()
+
+    @property
+    def engine_calls(self) -> int:
+        """LibreOffice conversions started by this process."""
+        return self.producer.engine_calls
 
     # ------------------------------------------------------------------ public
     def convert_file(self, principal: Principal, file_id: str, target: str,
@@ -115,26 +138,43 @@ class ConversionService:
 
     def produce(self, record: FileRecord, source_id: str, source_key: str, plan: ExportPlan,
                 deadline: float) -> Conversion:
-        """Return the artifact for (source_id, plan), converting only on a cache miss."""
-        key = cache_key(source_id, plan.target, plan.options)
-        found = self._lookup(key)
+        """Return the artifact of a stored file (or of an earlier artifact) for plan."""
+        own = source_id == record.id
+        subject = Subject(
+            source_id=source_id, format=plan.source, encrypted=own and record.encrypted,
+            fetch=lambda path: self.storage.download_to(source_key, path),
+            index=FileArtifacts(self.db, self.storage, record.id), record=record,
+            sheets=record.sheets if own else None,
+            learn=(lambda **found: self.files.learn(record, **found)) if own else (
+                lambda **_found: None))
+        return self.run(subject, plan, deadline)
+
+    def run(self, subject: Subject, plan: ExportPlan, deadline: float) -> Conversion:
+        """The artifact for (subject, plan), making it only on a cache miss."""
+        if subject.encrypted and not plan.password:
+            raise PasswordRequired(
+                "The document is encrypted: send its password as options.password",
+                field="options.password")
+        tag = self._password_tag(subject.source_id, plan.password) if subject.encrypted else ""
+        key = cache_key(subject.source_id, plan.target, plan.options, tag)
+        found = subject.index.lookup(key)
         if found is not None:
             with self._lock:
                 self.cache_hits += 1
-            return Conversion(found, cached=True, record=record)
+            return Conversion(found, cached=True, record=subject.record)
 
         def work() -> Artifact:
-            again = self._lookup(key)
+            again = subject.index.lookup(key)
             if again is not None:
                 return again
-            return self._convert(record, source_id, source_key, plan, key, deadline)
+            return self._make(subject, plan, key, deadline)
 
         artifact, _leader = self.flight.run(
             key, work, timeout=deadline - time.monotonic(),
             on_timeout=lambda: ConversionTimeout(
                 "Conversion exceeded CONVERTER_CONVERSION_TIMEOUT while waiting for an "
                 "identical conversion"))
-        return Conversion(artifact, cached=False, record=record)
+        return Conversion(artifact, cached=False, record=subject.record)
 
     def link(self, artifact: Artifact, filename: str, base_url: str) -> Link:
         """A fresh signed URL for an artifact, valid for CONVERTER_URL_TTL seconds."""
@@ -152,72 +192,74 @@ class ConversionService:
         """An artifact by id (for downloads, which authenticate by token)."""
         with self.db.connect() as conn:
             row = conn.execute(select(artifacts).where(artifacts.c.id == artifact_id)).first()
-        if row is None or not self._present(row.storage_key):
+        if row is None or not present(self.storage, row.storage_key):
             raise NotFound("The converted file no longer exists; convert it again")
-        return _artifact(row)
+        return file_artifact(row)
 
-    def download_name(self, record: FileRecord, target: str) -> str:
-        """Original file name with the target extension."""
-        stem = record.filename.rsplit(".", 1)[0] if "." in record.filename else record.filename
-        return f"{stem}.{target}"
+    def download_name(self, record: FileRecord, target: str, media_type: str = "") -> str:
+        """Original file name with the target's extension (.zip for several pages or sheets)."""
+        return with_extension(record.filename, extension_of(target, media_type))
 
     # ------------------------------------------------------------------ internals
-    def _present(self, storage_key: str) -> bool:
-        local = self.storage.local_path(storage_key)
-        # Local artifacts cost a stat to check; remote ones are trusted to the row,
-        # and a missing object shows up as a failed download rather than a slow hit.
-        return local.exists() if local is not None else True
+    def _password_tag(self, source_id: str, password: str | None) -> str:
+        if not password:
+            return ""
+        return hmac.new(self.signer.secret, f"password\0{source_id}\0{password}".encode(),
+                        hashlib.sha256).hexdigest()
 
-    def _lookup(self, key: str) -> Artifact | None:
-        with self.db.connect() as conn:
-            row = conn.execute(_LOOKUP, {"key": key}).first()
-        if row is None or not self._present(row.storage_key):
-            return None
-        return _artifact(row)
-
-    def _convert(self, record: FileRecord, source_id: str, source_key: str, plan: ExportPlan,
-                 key: str, deadline: float) -> Artifact:
-        job = EngineJob(import_filter=plan.import_filter, export_filter=plan.export_filter,
-                        filter_options=_filter_options(plan))
-        storage_key = f"artifacts/{record.id}/{key}.{plan.target}"
+    def _make(self, subject: Subject, plan: ExportPlan, key: str, deadline: float) -> Artifact:
         with self.engine.scratch() as scratch:
-            source = scratch / f"source.{plan.source}"
-            target = scratch / f"result.{plan.target}"
-            self.storage.download_to(source_key, source)
-            with self._lock:
-                self.engine_calls += 1
-            self.engine.convert(source, target, job, deadline)
-            size = self.storage.put_file(storage_key, target, plan.media_type)
-        artifact = Artifact(id="art_" + secrets.token_hex(12), file_id=record.id,
-                            source_id=source_id, format=plan.target,
-                            media_type=plan.media_type, storage_key=storage_key,
-                            size_bytes=size)
-        try:
-            with self.db.begin() as conn:
-                conn.execute(insert(artifacts).values(
-                    id=artifact.id, file_id=record.id, source_id=source_id, cache_key=key,
-                    format=plan.target, options=json.dumps(plan.options, sort_keys=True),
-                    media_type=plan.media_type, storage_key=storage_key, size_bytes=size,
-                    created_at=utcnow()))
-        except IntegrityError:
-            # Another replica stored the same conversion first; both wrote the same
-            # object key, so its row is as good as ours.
-            existing = self._lookup(key)
-            if existing is None:
-                raise
-            return existing
-        return artifact
+            made = self._produce(subject, plan, scratch, deadline)
+            if plan.target == "pdf" and not plan.options:
+                self._learn_from_pdf(subject, made.path)
+            storage_key = subject.index.storage_key(key, extension_of(plan.target,
+                                                                      made.media_type))
+            size = self.storage.put_file(storage_key, made.path, made.media_type)
+        with self._lock:
+            self.produced[made.produced_by] += 1
+        artifact = Artifact(id="", file_id="", source_id=subject.source_id, format=plan.target,
+                            media_type=made.media_type, storage_key=storage_key,
+                            size_bytes=size, produced_by=made.produced_by)
+        return subject.index.record(key, artifact, plan.options)
+
+    def _produce(self, subject: Subject, plan: ExportPlan, scratch: Path,
+                 deadline: float) -> Made:
+        if plan.render_from:
+            # PNG pages are drawn from the PDF, which is cached as the artifact it is:
+            # PNG after PDF (or other pages after some) costs no second LibreOffice call.
+            pdf_plan = self.matrix.plan(plan.source, plan.render_from,
+                                        {"password": plan.password} if plan.password else {})
+            pdf = self.run(subject, pdf_plan, deadline).artifact
+            local = scratch / "source.pdf"
+            self.storage.download_to(pdf.storage_key, local)
+            return self.producer.png(local, plan, scratch, deadline - time.monotonic())
+        source = scratch / f"source.{plan.source}"
+        subject.fetch(source)
+        encrypted = subject.encrypted
+        if encrypted and plan.password and decrypt.handles(plan.source):
+            plain = scratch / f"plain.{plan.source}"
+            decrypt.decrypt(source, plan.password, plain)
+            source, encrypted = plain, False
+            plan = replace(plan, password=None)
+        if plan.target == "csv":
+            return self.csv.export(source, plan, scratch, deadline, encrypted,
+                                   subject.sheets, lambda names: subject.learn(sheets=names))
+        return self.producer.document(source, plan, scratch, deadline, encrypted)
+
+    def _learn_from_pdf(self, subject: Subject, pdf: Path) -> None:
+        # The first default PDF tells what the file's reader could not: page count,
+        # and title and author for formats without a library.
+        info = png_render.pdf_info(pdf)
+        found: dict[str, Any] = {}
+        if info.get("Pages"):
+            found["pages"] = int(str(info["Pages"]))
+        for field_name, key in (("title", "Title"), ("author", "Author")):
+            value = str(info.get(key) or "").strip()
+            found[field_name] = value or None
+        subject.learn(**found)
 
 
-def _filter_options(plan: ExportPlan) -> list[str]:
-    options = [f"{name}={_option_text(value)}" for name, value in plan.filter_data.items()]
-    if plan.filter_options:
-        options.append(plan.filter_options)
-    return options
-
-
-def _option_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+def extension_of(target: str, media_type: str) -> str:
+    """The file extension of an artifact: the target's, or zip for an archive of parts."""
+    return "zip" if media_type.startswith("application/zip") else target
 

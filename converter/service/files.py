@@ -2,32 +2,25 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
+import json
 import secrets
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import Engine, bindparam, delete, insert, or_, select
+from sqlalchemy import Engine, bindparam, delete, insert, or_, select, update
 
 from converter.db.engine import as_utc, next_seq, utcnow
 from converter.db.schema import artifacts, files
-from converter.detect import check_extension, detect
-from converter.errors import InvalidRequest, NotFound, PayloadTooLarge, UnprocessableDocument
+from converter.errors import InvalidRequest, NotFound
 from converter.matrix import Matrix
+from converter.service.intake import Intake, Received
+from converter.service.metadata_reader import METADATA_FIELDS, metadata_columns, read_metadata
 from converter.service.pagination import decode_cursor, encode_cursor
 from converter.service.principal import Principal
 from converter.storage import Storage
 
 SCOPES = ("personal", "workspace")
-# LibreOffice's layout time grows steeply with table nesting (1,000 levels: 6 s; 5,000:
-# minutes); real documents stay in single digits.
-MAX_TABLE_DEPTH = 50
-_CHUNK = 1024 * 1024
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]+")
 
 
 @dataclass(frozen=True)
@@ -44,24 +37,34 @@ class FileRecord:
     sha256: str
     storage_key: str
     created_at: datetime
+    encrypted: bool = False
+    pages: int | None = None
+    sheets: list[str] | None = None
+    title: str | None = None
+    author: str | None = None
+    unknown: tuple[str, ...] = ()
 
     def public(self) -> dict[str, Any]:
         """The JSON shape clients see."""
         return {"id": self.id, "filename": self.filename, "format": self.format,
                 "size_bytes": self.size_bytes, "sha256": self.sha256, "scope": self.scope,
-                "created_at": _iso(self.created_at)}
+                "created_at": _iso(self.created_at), "encrypted": self.encrypted,
+                "pages": self.pages, "sheets": self.sheets, "title": self.title,
+                "author": self.author, "unknown_fields": list(self.unknown)}
+
+
+def check_scope(scope: str | None) -> str:
+    """personal (the default) or workspace; 400 naming the field otherwise."""
+    scope = (scope or "personal").strip().lower()
+    if scope not in SCOPES:
+        raise InvalidRequest(f"scope must be one of {', '.join(SCOPES)}", field="scope",
+                             valid_values=list(SCOPES))
+    return scope
 
 
 def _iso(value: datetime | None) -> str | None:
     value = as_utc(value)
     return value.isoformat().replace("+00:00", "Z") if value else None
-
-
-def safe_filename(raw: str | None) -> str:
-    """The client's file name without directories or control characters."""
-    name = (raw or "").replace("\\", "/").rsplit("/", 1)[-1]
-    name = _UNSAFE.sub("_", name).strip(" .")
-    return name[:255] or "document"
 
 
 # Built once: constructing the statement per request cost more than running it on the
@@ -77,80 +80,65 @@ def _record(row: Any) -> FileRecord:
     return FileRecord(id=row.id, workspace=row.workspace, owner=row.owner, scope=row.scope,
                       filename=row.filename, format=row.format, size_bytes=row.size_bytes,
                       sha256=row.sha256, storage_key=row.storage_key,
-                      created_at=as_utc(row.created_at) or utcnow())
+                      created_at=as_utc(row.created_at) or utcnow(),
+                      **metadata_of(row))
+
+
+def metadata_of(row: Any) -> dict[str, Any]:
+    """The metadata fields of a files row (rows from before metadata say all unknown)."""
+    unknown = row.metadata_unknown
+    return {"encrypted": bool(row.encrypted), "pages": row.pages,
+            "sheets": json.loads(row.sheets) if row.sheets else None,
+            "title": row.title, "author": row.author,
+            "unknown": tuple(json.loads(unknown)) if unknown is not None else METADATA_FIELDS}
 
 
 class FileService:
     """Stores originals and answers questions about them."""
 
-    def __init__(self, db: Engine, storage: Storage, matrix: Matrix, tmp_dir: Path,
-                 max_bytes: int, max_uncompressed: int) -> None:
+    def __init__(self, db: Engine, storage: Storage, matrix: Matrix, intake: Intake) -> None:
         self.db = db
         self.storage = storage
         self.matrix = matrix
-        self.tmp_dir = tmp_dir
-        self.max_bytes = max_bytes
-        self.max_uncompressed = max_uncompressed
-        tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.intake = intake
 
     def upload(self, principal: Principal, filename: str | None, stream: IO[bytes],
                scope: str | None) -> FileRecord:
         """Store an upload after checking its size, its real format and its extension."""
-        scope = (scope or "personal").strip().lower()
-        if scope not in SCOPES:
-            raise InvalidRequest(f"scope must be one of {', '.join(SCOPES)}", field="scope",
-                                 valid_values=list(SCOPES))
-        name = safe_filename(filename)
-        with tempfile.NamedTemporaryFile(dir=self.tmp_dir, prefix="upload-") as tmp:
-            digest, size = self._spool(stream, tmp)
-            if size == 0:
-                raise InvalidRequest("file is empty", field="file")
-            found = detect(Path(tmp.name), name)
-            contradiction = check_extension(found, name)
-            if contradiction:
-                raise InvalidRequest(f"file: {contradiction}", field="file")
-            if found.format is None or found.format not in self.matrix.sources:
-                raise InvalidRequest(
-                    f"file: unsupported document ({found.reason or found.container}); "
-                    f"supported formats: {', '.join(self.matrix.sources)}",
-                    field="file", valid_formats=list(self.matrix.sources))
-            if found.encrypted:
-                raise UnprocessableDocument(
-                    "The document is password-protected; upload it without a password")
-            if found.table_depth > MAX_TABLE_DEPTH:
-                raise UnprocessableDocument(
-                    f"The document nests tables {found.table_depth} levels deep; at most "
-                    f"{MAX_TABLE_DEPTH} are supported")
-            if found.uncompressed_size > self.max_uncompressed:
-                raise UnprocessableDocument(
-                    f"The document unpacks to {found.uncompressed_size // 2**20} MiB, more than "
-                    f"the {self.max_uncompressed // 2**20} MiB allowed")
-            file_id = "file_" + secrets.token_hex(12)
-            key = f"originals/{file_id}"
-            self.storage.put_file(key, Path(tmp.name), self.matrix.sources[found.format].media_type)
+        scope = check_scope(scope)
+        with self.intake.receive(stream, filename) as received:
+            return self.store(principal, received, scope)
+
+    def store(self, principal: Principal, received: Received, scope: str) -> FileRecord:
+        """Keep a vetted document as a file: the original in storage, then its row."""
+        file_id = "file_" + secrets.token_hex(12)
+        key = f"originals/{file_id}"
+        meta = read_metadata(received)
+        self.storage.put_file(key, received.path,
+                              self.matrix.sources[received.format].media_type)
         record = FileRecord(id=file_id, workspace=principal.workspace, owner=principal.user_id,
-                            scope=scope, filename=name, format=found.format, size_bytes=size,
-                            sha256=digest, storage_key=key, created_at=utcnow())
+                            scope=scope, filename=received.filename, format=received.format,
+                            size_bytes=received.size_bytes, sha256=received.sha256,
+                            storage_key=key, created_at=utcnow(), **meta)
         with self.db.begin() as conn:
             conn.execute(insert(files).values(
                 id=record.id, workspace=record.workspace, owner=record.owner, scope=scope,
-                filename=name, format=record.format, size_bytes=size, sha256=digest,
-                storage_key=key, created_at=record.created_at, seq=next_seq()))
+                filename=record.filename, format=record.format, size_bytes=record.size_bytes,
+                sha256=record.sha256, storage_key=key, created_at=record.created_at,
+                seq=next_seq(), **metadata_columns(record)))
         return record
 
-    def _spool(self, stream: IO[bytes], out: Any) -> tuple[str, int]:
-        sha = hashlib.sha256()
-        size = 0
-        while chunk := stream.read(_CHUNK):
-            size += len(chunk)
-            if size > self.max_bytes:
-                raise PayloadTooLarge(
-                    f"file is larger than the {self.max_bytes // 2**20} MiB limit "
-                    "(CONVERTER_MAX_UPLOAD_MB)", field="file", limit_bytes=self.max_bytes)
-            sha.update(chunk)
-            out.write(chunk)
-        out.flush()
-        return sha.hexdigest(), size
+    def learn(self, record: FileRecord, **found: Any) -> None:
+        """Record metadata fields found later (after a PDF was made); unknown ones only."""
+        fresh = {k: v for k, v in found.items() if k in record.unknown}
+        if not fresh:
+            return
+        remaining = [f for f in record.unknown if f not in fresh]
+        values: dict[str, Any] = {"metadata_unknown": json.dumps(remaining)}
+        for name, value in fresh.items():
+            values[name] = json.dumps(value) if name == "sheets" else value
+        with self.db.begin() as conn:
+            conn.execute(update(files).where(files.c.id == record.id).values(**values))
 
     def get(self, principal: Principal, file_id: str) -> FileRecord:
         """A file visible to principal, or NotFound."""

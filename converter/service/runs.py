@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, Select, func, insert, select
@@ -23,10 +24,10 @@ from sqlalchemy import Connection, Engine, Row, Select, func, insert, select
 from converter.db.engine import as_utc, next_seq, utcnow
 from converter.db.schema import artifacts, files, runs
 from converter.errors import Conflict, InvalidRequest, NotFound, RateLimitExceeded
-from converter.matrix import Matrix
+from converter.matrix import ExportPlan, Matrix
 from converter.service import webhooks
 from converter.service.conversion import Artifact, ConversionService
-from converter.service.files import FileRecord, FileService
+from converter.service.files import FileRecord, FileService, metadata_of
 from converter.service.idempotency import IdempotencyStore, lock_api_key, request_hash
 from converter.service.pagination import decode_cursor, encode_cursor
 from converter.service.principal import Principal
@@ -38,7 +39,9 @@ _CREATE_FIELDS = ("file_id", "format", "options", "webhook_url")
 _EXPORT_FIELDS = ("format", "options")
 _FILE_COLUMNS = ("id", "workspace", "owner", "scope", "filename", "format", "size_bytes",
                  "sha256", "storage_key", "created_at")
-_ARTIFACT_COLUMNS = ("format", "media_type", "storage_key", "size_bytes", "source_id")
+_METADATA_COLUMNS = ("encrypted", "pages", "sheets", "title", "author", "metadata_unknown")
+_ARTIFACT_COLUMNS = ("format", "media_type", "storage_key", "size_bytes", "source_id",
+                     "produced_by")
 
 
 @dataclass(frozen=True)
@@ -73,16 +76,27 @@ def _object(body: Any, allowed: tuple[str, ...], what: str) -> dict[str, Any]:
     return body
 
 
+def refuse_password(plan: ExportPlan) -> None:
+    """Runs are stored and executed later; a password is never stored, so runs take none."""
+    if plan.password:
+        raise InvalidRequest(
+            "options.password is accepted only by synchronous conversions "
+            "(POST /v1/files/{id}/convert or POST /v1/convert): runs are stored, and a "
+            "password never is", field="options.password")
+
+
 def file_record(row: Any) -> FileRecord:
     """The FileRecord of a row selected with ``file_columns()``."""
+    meta = SimpleNamespace(**{name: getattr(row, f"m_{name}") for name in _METADATA_COLUMNS})
     return FileRecord(**{name: getattr(row, f"f_{name}") for name in _FILE_COLUMNS
                          if name != "created_at"},
-                      created_at=as_utc(row.f_created_at) or utcnow())
+                      created_at=as_utc(row.f_created_at) or utcnow(), **metadata_of(meta))
 
 
 def file_columns() -> list[Any]:
     """The files columns, labelled f_<name>, for joins that build a FileRecord."""
-    return [files.c[name].label(f"f_{name}") for name in _FILE_COLUMNS]
+    return [*(files.c[name].label(f"f_{name}") for name in _FILE_COLUMNS),
+            *(files.c[name].label(f"m_{name}") for name in _METADATA_COLUMNS)]
 
 
 class RunService:
@@ -121,6 +135,7 @@ class RunService:
         record = self.files.get(principal, file_id)
         plan = self.matrix.plan(record.format, request.get("format") or "",
                                 request.get("options"))
+        refuse_password(plan)
         webhook_url = request.get("webhook_url")
         if webhook_url is not None:
             if not isinstance(webhook_url, str):
@@ -228,7 +243,8 @@ class RunService:
         }
         artifact = _artifact(row)
         if row.status == "completed" and artifact is not None:
-            name = self.conversions.download_name(file_record(row), artifact.format)
+            name = self.conversions.download_name(file_record(row), artifact.format,
+                                                  artifact.media_type)
             link = self.conversions.link(artifact, name, base_url)
             out.update(download_url=link.url, expires_at=iso(link.expires_at),
                        size_bytes=artifact.size_bytes)
@@ -278,11 +294,13 @@ class RunService:
                 field="format", valid_targets=[])
         plan = self.matrix.plan(artifact.format, request.get("format") or "",
                                 request.get("options"))
+        refuse_password(plan)
         record = file_record(row)
         deadline = time.monotonic() + self.conversions.timeout
         result = self.conversions.produce(record, artifact.id, artifact.storage_key, plan,
                                           deadline)
-        name = self.conversions.download_name(record, plan.target)
+        name = self.conversions.download_name(record, plan.target,
+                                              result.artifact.media_type)
         link = self.conversions.link(result.artifact, name, base_url)
         response = {"run_id": run_id, "file_id": row.file_id, "format": plan.target,
                     "options": plan.options, "download_url": link.url,
@@ -309,4 +327,5 @@ def _artifact(row: Any) -> Artifact | None:
         return None
     return Artifact(id=row.artifact_id, file_id=row.file_id, source_id=row.a_source_id,
                     format=row.a_format, media_type=row.a_media_type,
-                    storage_key=row.a_storage_key, size_bytes=row.a_size_bytes)
+                    storage_key=row.a_storage_key, size_bytes=row.a_size_bytes,
+                    produced_by=row.a_produced_by or "libreoffice")

@@ -1,0 +1,156 @@
+"""Where artifacts are recorded: per stored file, or per content for one-shot conversions.
+
+Both answer the same two questions (is this cache key made already; record a new
+one) so the conversion service runs one code path for either. A row is written
+only after its object is stored, so a row never points at nothing; a unique key
+makes two replicas that made the same artifact agree on one row.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import Engine, bindparam, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from converter.db.engine import utcnow
+from converter.db.schema import artifacts, content_artifacts
+from converter.storage import Storage
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A stored conversion result."""
+
+    id: str
+    file_id: str
+    source_id: str
+    format: str
+    media_type: str
+    storage_key: str
+    size_bytes: int
+    produced_by: str = "libreoffice"
+
+
+class ArtifactIndex(Protocol):
+    """The rows that say which artifacts exist."""
+
+    def lookup(self, key: str) -> Artifact | None:
+        """The artifact under a cache key, if its object is still there."""
+        ...
+
+    def storage_key(self, key: str, extension: str) -> str:
+        """Where the object of a new artifact goes."""
+        ...
+
+    def record(self, key: str, artifact: Artifact, options: dict[str, Any]) -> Artifact:
+        """Insert the row of a stored artifact (or return the row another replica wrote)."""
+        ...
+
+
+# Built once: the cache-hit path runs it on every repeat call.
+_LOOKUP = select(artifacts).where(artifacts.c.cache_key == bindparam("key"))
+_LOOKUP_CONTENT = select(content_artifacts).where(
+    content_artifacts.c.cache_key == bindparam("key"))
+
+
+def present(storage: Storage, storage_key: str) -> bool:
+    """Whether an artifact's object is there (local: a stat; remote: trusted to the row)."""
+    local = storage.local_path(storage_key)
+    # A missing remote object shows up as a failed download rather than a slow hit.
+    return local.exists() if local is not None else True
+
+
+def file_artifact(row: Any) -> Artifact:
+    """An Artifact from an artifacts row."""
+    return Artifact(id=row.id, file_id=row.file_id, source_id=row.source_id, format=row.format,
+                    media_type=row.media_type, storage_key=row.storage_key,
+                    size_bytes=row.size_bytes, produced_by=row.produced_by or "libreoffice")
+
+
+class FileArtifacts:
+    """Artifacts of one stored file (the two-step API and runs)."""
+
+    def __init__(self, db: Engine, storage: Storage, file_id: str) -> None:
+        self.db = db
+        self.storage = storage
+        self.file_id = file_id
+
+    def lookup(self, key: str) -> Artifact | None:
+        """The artifact under a cache key, if its object is still there."""
+        with self.db.connect() as conn:
+            row = conn.execute(_LOOKUP, {"key": key}).first()
+        if row is None or not present(self.storage, row.storage_key):
+            return None
+        return file_artifact(row)
+
+    def storage_key(self, key: str, extension: str) -> str:
+        """artifacts/<file id>/<cache key>.<ext>: deleting the file deletes the prefix."""
+        return f"artifacts/{self.file_id}/{key}.{extension}"
+
+    def record(self, key: str, artifact: Artifact, options: dict[str, Any]) -> Artifact:
+        """Insert the row of a stored artifact (or return the row another replica wrote)."""
+        made = Artifact(**{**artifact.__dict__, "id": "art_" + secrets.token_hex(12),
+                           "file_id": self.file_id})
+        try:
+            with self.db.begin() as conn:
+                conn.execute(insert(artifacts).values(
+                    id=made.id, file_id=self.file_id, source_id=made.source_id, cache_key=key,
+                    format=made.format, options=json.dumps(options, sort_keys=True),
+                    media_type=made.media_type, storage_key=made.storage_key,
+                    size_bytes=made.size_bytes, produced_by=made.produced_by,
+                    created_at=utcnow()))
+        except IntegrityError:
+            # Another replica stored the same conversion first; both wrote the same
+            # object key, so its row is as good as ours.
+            existing = self.lookup(key)
+            if existing is None:
+                raise
+            return existing
+        return made
+
+
+class ContentArtifacts:
+    """Artifacts of bytes sent to POST /v1/convert, shared within one workspace."""
+
+    def __init__(self, db: Engine, storage: Storage, workspace: str, sha256: str) -> None:
+        self.db = db
+        self.storage = storage
+        self.workspace = workspace
+        self.sha256 = sha256
+
+    def lookup(self, key: str) -> Artifact | None:
+        """The artifact under a cache key, if its object is still there."""
+        with self.db.connect() as conn:
+            row = conn.execute(_LOOKUP_CONTENT, {"key": key}).first()
+        if row is None or row.workspace != self.workspace or not present(
+                self.storage, row.storage_key):
+            return None
+        return Artifact(id="cnt_" + key[:24], file_id="", source_id=row.sha256,
+                        format=row.format, media_type=row.media_type,
+                        storage_key=row.storage_key, size_bytes=row.size_bytes,
+                        produced_by=row.produced_by or "libreoffice")
+
+    def storage_key(self, key: str, extension: str) -> str:
+        """content/<cache key>.<ext>: the key already binds workspace, bytes and options."""
+        return f"content/{key}.{extension}"
+
+    def record(self, key: str, artifact: Artifact, options: dict[str, Any]) -> Artifact:
+        """Insert the row of a stored artifact (or return the row another replica wrote)."""
+        try:
+            with self.db.begin() as conn:
+                conn.execute(insert(content_artifacts).values(
+                    cache_key=key, workspace=self.workspace, sha256=self.sha256,
+                    format=artifact.format, options=json.dumps(options, sort_keys=True),
+                    media_type=artifact.media_type, storage_key=artifact.storage_key,
+                    size_bytes=artifact.size_bytes, produced_by=artifact.produced_by,
+                    created_at=utcnow()))
+        except IntegrityError:
+            existing = self.lookup(key)
+            if existing is None:
+                raise
+            return existing
+        return Artifact(**{**artifact.__dict__, "id": "cnt_" + key[:24]})
