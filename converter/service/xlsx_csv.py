@@ -22,7 +22,8 @@ What the fast path writes (one sheet per call):
   character; ``utf-8-sig`` starts with a BOM.
 
 This matches LibreOffice's CSV export with "save cell contents as shown" false
-(filter options ``44,34,76,1,,0,false,true,false,false,false,<sheet>``) value for value,
+(``libreoffice_filter_options``: ``44,34,76,1,,0,false,true,false,false,false,<sheet>``
+for comma and UTF-8) value for value,
 except that LibreOffice writes percentages as ``25%``, dates and times whose format is
 not ISO 8601 in the locale's input form (``01/15/2024``, ``01:45:30 PM``) and
 exponents as ``1E+020``.
@@ -54,6 +55,11 @@ from converter.errors import InvalidRequest, UnprocessableDocument
 
 DELIMITERS = (",", ";", "\t", "|")
 ENCODINGS = ("utf-8", "utf-8-sig", "windows-1252")
+
+# LibreOffice's tokens for the same choices: separator as a character code, charset as an
+# rtl_TextEncoding (76 UTF-8, 1 windows-1252; it writes no BOM, so utf-8-sig is UTF-8 there).
+_LO_SEPARATORS = {",": 44, ";": 59, "\t": 9, "|": 124}
+_LO_CHARSETS = {"utf-8": 76, "utf-8-sig": 76, "windows-1252": 1}
 
 _ROW = f"{{{SHEET_MAIN_NS}}}row"
 _SHEET_DATA = f"{{{SHEET_MAIN_NS}}}sheetData"
@@ -116,6 +122,16 @@ def write_csv(path: Path, sheet_index: int, out: BinaryIO, delimiter: str,
         workbook.close()
     # Encoded only once the whole sheet is known, so a failure leaves ``out`` untouched.
     out.write(text.encode(encoding, errors="replace"))
+
+
+def libreoffice_filter_options(sheet_number: int, delimiter: str, encoding: str) -> str:
+    """The CSV filter options under which LibreOffice writes the values this module writes."""
+    # Tokens: separator, text delimiter ("), charset, first line, cell formats (none),
+    # language (default), quote all text false, detect special numbers true, save as
+    # shown FALSE (stored values, not the number format), formulas false, remove space
+    # false, 1-based sheet number.
+    return (f"{_LO_SEPARATORS[delimiter]},34,{_LO_CHARSETS[encoding]},1,,0,"
+            f"false,true,false,false,false,{sheet_number}")
 
 
 def _check_package(path: Path) -> None:
