@@ -1,0 +1,348 @@
+"""xlsx to CSV without LibreOffice: openpyxl's sheet parser over the cached cell values.
+
+What the fast path writes (one sheet per call):
+
+- Cells hold the value Excel cached when it last calculated; formulas are never evaluated.
+  A formula cell without a cached value raises NeedsLibreOffice before anything is written.
+- Numbers are written as stored, not as displayed: no number format is applied (no
+  percent sign, currency, thousands separator or fixed decimals), rounded to 15
+  significant digits as Excel and LibreOffice do (``0.1+0.2`` is ``0.3``), with ``.``
+  as decimal separator and Python's exponent form beyond that range (``1e+20``,
+  ``1e-05``). Integers below 10**15 are written as integers.
+- Cells with a date or time number format are written as ISO 8601: ``2024-01-15``
+  (a datetime at midnight), ``2024-01-15 13:45:30``, ``13:45:30`` (time only), with
+  ``.fff`` only when there are milliseconds; durations (``[h]:mm``) as ``26:03:00``.
+- Booleans are ``TRUE``/``FALSE``; error values their code (``#DIV/0!``, ``#N/A``).
+- Text is written as is. A field is quoted with ``"`` (doubled inside) only when it
+  contains the delimiter, a quote, CR or LF. Lines end with LF.
+- The sheet is written from A1 to the last row and the last column that hold a value;
+  every line has that many fields (formatting alone does not extend the area). Merged
+  cells keep their value in the top-left cell only. An empty sheet is one empty line.
+- Characters the encoding cannot represent (windows-1252) become ``?``, one per
+  character; ``utf-8-sig`` starts with a BOM.
+
+This matches LibreOffice's CSV export with "save cell contents as shown" false
+(``libreoffice_filter_options``: ``44,34,76,1,,0,false,true,false,false,false,<sheet>``
+for comma and UTF-8) value for value,
+except that LibreOffice writes percentages as ``25%``, dates and times whose format is
+not ISO 8601 in the locale's input form (``01/15/2024``, ``01:45:30 PM``) and
+exponents as ``1E+020``.
+
+Hostile or corrupt packages (a DTD in any part, no package relationships) raise
+UnprocessableDocument; anything else openpyxl cannot read raises NeedsLibreOffice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import re
+import zipfile
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+from xml.etree.ElementTree import ParseError, iterparse
+
+import openpyxl
+from openpyxl.chartsheet import Chartsheet
+from openpyxl.workbook import Workbook
+from openpyxl.worksheet._read_only import ReadOnlyWorksheet
+from openpyxl.worksheet._reader import WorkSheetParser
+from openpyxl.xml.constants import SHEET_MAIN_NS
+
+from converter.errors import InvalidRequest, UnprocessableDocument
+
+DELIMITERS = (",", ";", "\t", "|")
+ENCODINGS = ("utf-8", "utf-8-sig", "windows-1252")
+
+# LibreOffice's tokens for the same choices: separator as a character code, charset as an
+# rtl_TextEncoding (76 UTF-8, 1 windows-1252; it writes no BOM, so utf-8-sig is UTF-8 there).
+_LO_SEPARATORS = {",": 44, ";": 59, "\t": 9, "|": 124}
+_LO_CHARSETS = {"utf-8": 76, "utf-8-sig": 76, "windows-1252": 1}
+
+_ROW = f"{{{SHEET_MAIN_NS}}}row"
+_SHEET_DATA = f"{{{SHEET_MAIN_NS}}}sheetData"
+_WORKSHEET = f"{{{SHEET_MAIN_NS}}}worksheet"
+_FORMULA = f"{{{SHEET_MAIN_NS}}}f"
+_VALUE = f"{{{SHEET_MAIN_NS}}}v"
+_OFFICE_DOCUMENT = "/officeDocument"
+# Office writers put the root element within the first few hundred bytes; a prolog
+# longer than this is treated as an attempt to hide a DTD behind padding.
+_PROLOG_LIMIT = 65536
+_FIRST_ELEMENT = re.compile(rb"<[A-Za-z_]")
+_MAX_RELS_BYTES = 1 << 20
+# Beyond 15 significant digits a double holds binary noise that Excel never shows.
+_EXACT_INT = 10**15
+_MAX_ROW = 1_048_576
+_POSITIONAL_MIN = 1e-15
+_POSITIONAL_MAX = 1e16
+
+
+class NeedsLibreOffice(Exception):
+    """The fast path cannot produce a faithful CSV (e.g. formulas without cached values); use LibreOffice."""  # noqa: E501
+
+
+def sheet_names(path: Path) -> list[str]:
+    """Names of the workbook's sheets (chart sheets included) in workbook order."""
+    _check_package(path)
+    workbook = _load(path)
+    try:
+        return list(workbook.sheetnames)
+    finally:
+        workbook.close()
+
+
+def write_csv(path: Path, sheet_index: int, out: BinaryIO, delimiter: str,
+              encoding: str) -> None:
+    """Write sheet ``sheet_index`` (0-based) of an xlsx as CSV to ``out``, all or nothing."""
+    if delimiter not in DELIMITERS:
+        raise InvalidRequest(f"delimiter must be one of {DELIMITERS!r}", field="delimiter",
+                             valid_values=list(DELIMITERS))
+    if encoding not in ENCODINGS:
+        raise InvalidRequest(f"encoding must be one of {', '.join(ENCODINGS)}",
+                             field="encoding", valid_values=list(ENCODINGS))
+    _check_package(path)
+    workbook = _load(path)
+    try:
+        names = workbook.sheetnames
+        if not 0 <= sheet_index < len(names):
+            raise InvalidRequest(
+                f"sheet {sheet_index + 1} does not exist; the workbook has {len(names)}",
+                field="sheet")
+        sheet = workbook[names[sheet_index]]
+        if isinstance(sheet, Chartsheet):
+            # LibreOffice imports a chart sheet as a sheet without cells.
+            text = "\n"
+        elif isinstance(sheet, ReadOnlyWorksheet):
+            text = _render(_sheet_rows(workbook, sheet), delimiter)
+        else:
+            raise NeedsLibreOffice(f"unexpected sheet type {type(sheet).__name__}")
+    finally:
+        workbook.close()
+    # Encoded only once the whole sheet is known, so a failure leaves ``out`` untouched.
+    out.write(text.encode(encoding, errors="replace"))
+
+
+def libreoffice_filter_options(sheet_number: int, delimiter: str, encoding: str) -> str:
+    """The CSV filter options under which LibreOffice writes the values this module writes."""
+    # Tokens: separator, text delimiter ("), charset, first line, cell formats (none),
+    # language (default), quote all text false, detect special numbers true, save as
+    # shown FALSE (stored values, not the number format), formulas false, remove space
+    # false, 1-based sheet number.
+    return (f"{_LO_SEPARATORS[delimiter]},34,{_LO_CHARSETS[encoding]},1,,0,"
+            f"false,true,false,false,false,{sheet_number}")
+
+
+def _check_package(path: Path) -> None:
+    """Refuse what is not a readable OPC package, or carries a DTD, before parsing it."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.filename.endswith((".xml", ".rels")) and not info.is_dir():
+                    with archive.open(info) as member:
+                        _check_prolog(info.filename, member)
+            rels = _read_capped(archive, "_rels/.rels")
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
+            NotImplementedError) as exc:
+        raise UnprocessableDocument(f"not a readable xlsx package: {exc}") from None
+    try:
+        root = _parse_xml(rels)
+    except ParseError as exc:
+        raise UnprocessableDocument(f"the package relationships are corrupt: {exc}") from None
+    if not any(rel.get("Type", "").endswith(_OFFICE_DOCUMENT) for rel in root):
+        raise UnprocessableDocument("the package relationships name no office document")
+
+
+def _check_prolog(name: str, member: IO[bytes]) -> None:
+    """Raise if an XML part declares a DTD (entity bombs, external entities)."""
+    head = b""
+    while len(head) < _PROLOG_LIMIT:
+        chunk = member.read(4096)
+        if not chunk:
+            break
+        head += chunk
+        # UTF-16 parts: dropping the zero bytes leaves the ASCII markup searchable.
+        flat = head.replace(b"\x00", b"")
+        start = _FIRST_ELEMENT.search(flat)
+        if start is not None:
+            if b"<!DOCTYPE" in flat[:start.start()] or b"<!ENTITY" in flat[:start.start()]:
+                raise UnprocessableDocument(f"{name} declares a DTD; office documents do not")
+            return
+    if head:
+        raise UnprocessableDocument(f"{name} has no root element in its first "
+                                    f"{_PROLOG_LIMIT} bytes")
+
+
+def _read_capped(archive: zipfile.ZipFile, name: str) -> bytes:
+    try:
+        with archive.open(name) as member:
+            data = member.read(_MAX_RELS_BYTES + 1)
+    except KeyError:
+        raise UnprocessableDocument("the package has no _rels/.rels") from None
+    if len(data) > _MAX_RELS_BYTES:
+        raise UnprocessableDocument("_rels/.rels is implausibly large")
+    return data
+
+
+def _parse_xml(data: bytes) -> Any:
+    """Parse a small XML document with the streaming parser (no tree builder state kept)."""
+    root = None
+    for event, element in iterparse(io.BytesIO(data), events=("start",)):
+        if event == "start" and root is None:
+            root = element
+    return root
+
+
+def _load(path: Path) -> Workbook:
+    try:
+        return openpyxl.load_workbook(path, read_only=True, data_only=True, keep_links=False)
+    except ParseError as exc:
+        # Checked packages have no DTD, so this is malformed XML in a workbook part.
+        raise UnprocessableDocument(f"a workbook part is not well-formed XML: {exc}") from None
+    except Exception as exc:  # openpyxl raises anything from KeyError to TypeError
+        raise NeedsLibreOffice(f"openpyxl cannot read the workbook: {exc!r}") from None
+
+
+class _CachedValueParser(WorkSheetParser):
+    """openpyxl's cell parser that refuses formula cells without a cached value."""
+
+    def parse_cell(self, element: Any) -> dict[str, Any]:
+        """Parse one <c>; raise NeedsLibreOffice for a formula nobody calculated."""
+        cell: dict[str, Any] = super().parse_cell(element)
+        if cell["value"] is None and element.find(_FORMULA) is not None:
+            # Only a text formula may legitimately cache the empty string (<v></v>).
+            if element.get("t") != "str" or element.find(_VALUE) is None:
+                raise NeedsLibreOffice(
+                    f"cell {element.get('r', '?')} has a formula without a cached value")
+        return cell
+
+
+def _sheet_rows(workbook: Workbook, sheet: ReadOnlyWorksheet) -> Iterator[tuple[int, list[str]]]:
+    """Yield (1-based row number, cell texts without trailing empties) for rows with cells."""
+    # openpyxl keeps the sheet's XML stream and the style-derived date sets private; they
+    # are what its own read-only iterator feeds the same parser, minus its per-cell objects.
+    with sheet._get_source() as source:  # type: ignore[attr-defined]
+        parser = _CachedValueParser(
+            source, sheet._shared_strings, data_only=True,  # type: ignore[attr-defined]
+            epoch=workbook.epoch, date_formats=workbook._date_formats,  # type: ignore[attr-defined]
+            timedelta_formats=workbook._timedelta_formats)  # type: ignore[attr-defined]
+        try:
+            events = iterparse(source, events=("start", "end"))
+            _, root = next(events)
+            if root.tag != _WORKSHEET:
+                raise NeedsLibreOffice(f"unsupported worksheet root {root.tag}")
+            previous = 0
+            sheet_data = None
+            for event, element in events:
+                if event == "start":
+                    if element.tag == _SHEET_DATA:
+                        sheet_data = element
+                    continue
+                if element.tag == _ROW:
+                    number, cells = parser.parse_row(element)
+                    # Rows already yielded are dropped so memory stays flat on long sheets.
+                    if sheet_data is not None:
+                        sheet_data.clear()
+                    if number <= previous or number > _MAX_ROW:
+                        raise NeedsLibreOffice(f"row {number} is out of order or range")
+                    previous = number
+                    texts = _row_texts(cells)
+                    if texts:
+                        yield number, texts
+                elif element.tag == _SHEET_DATA:
+                    # Nothing after the cells (merges, formatting, extensions) changes a CSV.
+                    return
+        except ParseError as exc:
+            raise UnprocessableDocument(f"the worksheet is not well-formed XML: {exc}") from None
+
+
+def _row_texts(cells: list[dict[str, Any]]) -> list[str]:
+    texts: list[str] = []
+    for cell in cells:
+        value = cell["value"]
+        if value is None:
+            continue
+        column = cell["column"] - 1
+        text = value if type(value) is str else _text(value)
+        if column == len(texts):
+            texts.append(text)
+        elif column > len(texts):
+            texts.extend([""] * (column - len(texts)))
+            texts.append(text)
+        else:
+            texts[column] = text
+    while texts and texts[-1] == "":
+        texts.pop()
+    return texts
+
+
+def _text(value: Any) -> str:
+    """The CSV text of a non-string cell value (see the module docstring for the rule)."""
+    if value is True:
+        return "TRUE"
+    if value is False:
+        return "FALSE"
+    if type(value) is int:
+        return str(value) if -_EXACT_INT < value < _EXACT_INT else _float(float(value))
+    if type(value) is float:
+        return _float(value)
+    if isinstance(value, dt.datetime):
+        if value.hour == value.minute == value.second == value.microsecond == 0:
+            return value.date().isoformat()
+        return value.strftime("%Y-%m-%d %H:%M:%S") + _millis(value.microsecond)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, dt.time):
+        return value.strftime("%H:%M:%S") + _millis(value.microsecond)
+    if isinstance(value, dt.timedelta):
+        return _duration(value)
+    return str(value)
+
+
+def _float(value: float) -> str:
+    text = f"{value:.15g}"
+    if "e" not in text:
+        return text
+    if _POSITIONAL_MIN <= abs(value) < _POSITIONAL_MAX:
+        # Spreadsheets show 1e-06 as 0.000001; 15 digits are kept, so nothing is invented.
+        return format(Decimal(text), "f")
+    return text.replace("e", "E")
+
+
+def _millis(microsecond: int) -> str:
+    return f".{microsecond // 1000:03d}" if microsecond else ""
+
+
+def _duration(value: dt.timedelta) -> str:
+    """[h]:mm:ss as Excel's duration formats show it, hours unbounded."""
+    total_ms = round(value.total_seconds() * 1000)
+    sign = "-" if total_ms < 0 else ""
+    seconds, ms = divmod(abs(total_ms), 1000)
+    minutes, second = divmod(seconds, 60)
+    hours, minute = divmod(minutes, 60)
+    return f"{sign}{hours}:{minute:02d}:{second:02d}" + (f".{ms:03d}" if ms else "")
+
+
+def _render(rows: Iterator[tuple[int, list[str]]], delimiter: str) -> str:
+    """Quote and pad the rows into CSV text: every line as wide as the widest row."""
+    lines: list[tuple[int, str, int]] = []
+    width = 0
+    needs_quotes = re.compile(f'[{re.escape(delimiter)}"\n\r]').search
+    for number, texts in rows:
+        for i, text in enumerate(texts):
+            if needs_quotes(text):
+                texts[i] = '"' + text.replace('"', '""') + '"'
+        lines.append((number, delimiter.join(texts), len(texts)))
+        width = max(width, len(texts))
+    if not lines:
+        return "\n"
+    parts: list[str] = []
+    empty = delimiter * (width - 1) + "\n"
+    previous = 0
+    for number, line, count in lines:
+        # Rows without values between two written rows are written as empty lines.
+        parts.extend([empty] * (number - previous - 1))
+        parts.append(line + delimiter * (width - count) + "\n")
+        previous = number
+    return "".join(parts)
