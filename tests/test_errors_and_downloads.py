@@ -37,8 +37,8 @@ def test_unsupported_pair_lists_valid_targets(service: ServedApp, corpus: Path) 
     assert response.status_code == 400
     error = error_of(response)
     assert error["type"] == "invalid_request" and error["field"] == "format"
-    assert error["valid_targets"] == ["pdf", "html", "txt", "odt"]
-    assert "pdf, html, txt, odt" in error["message"]
+    assert error["valid_targets"] == ["pdf", "html", "txt", "odt", "png"]
+    assert "pdf, html, txt, odt, png" in error["message"]
 
 
 @pytest.mark.parametrize(("data", "field"), [
@@ -127,11 +127,14 @@ def test_upload_over_the_limit_is_413(strict: ServedApp, corpus: Path) -> None:
 
 
 # ------------------------------------------------------------------------ 422
-def test_encrypted_document_is_422(service: ServedApp, corpus: Path) -> None:
-    """Password-protected documents cannot be opened without the password."""
+def test_encrypted_document_needs_its_password(service: ServedApp, corpus: Path) -> None:
+    """Password-protected documents are kept, and convert only with options.password."""
     response = service.upload(corpus / "bad/encrypted-with-pwd_hello.odt")
-    assert response.status_code == 422
-    assert "password" in error_of(response)["message"]
+    assert response.status_code == 201 and response.json()["encrypted"] is True
+    converted = service.convert(response.json()["id"], "pdf")
+    assert converted.status_code == 400
+    error = error_of(converted)
+    assert error["type"] == "password_required" and error["field"] == "options.password"
 
 
 def test_corrupt_document_is_422_at_convert(service: ServedApp, corpus: Path) -> None:
@@ -172,7 +175,11 @@ def test_conversion_over_the_timeout_is_502_retryable_and_on_time(strict: Served
     assert error["type"] == "upstream_error" and error["retryable"] is True
     assert "CONVERTER_CONVERSION_TIMEOUT" in error["message"]
     assert elapsed < 3 + 2.0, elapsed
-    # The killed instance is restarted and serves the next request.
+    # The killed instance is restarted (readiness says when) and serves the next request.
+    deadline = time.monotonic() + 60
+    while requests.get(f"{strict.url}/readyz", timeout=5).status_code != 200:
+        assert time.monotonic() < deadline, "the engine did not come back"
+        time.sleep(0.2)
     ok = strict.convert(strict.upload_ok(corpus / "docx/SampleDoc.docx")["id"], "pdf")
     assert ok.status_code == 200, ok.text
     assert strict.metrics()['converter_engine_restarts_total{reason="timeout"}'] >= 1
@@ -217,7 +224,7 @@ def test_expired_links_are_403(strict: ServedApp, corpus: Path) -> None:
 def test_formats_endpoint_serves_the_matrix(service: ServedApp) -> None:
     """GET /v1/formats lists every source with its targets."""
     sources = requests.get(f"{service.url}/v1/formats", timeout=10).json()["sources"]
-    assert list(sources["docx"]["targets"]) == ["pdf", "html", "txt", "odt"]
+    assert list(sources["docx"]["targets"]) == ["pdf", "html", "txt", "odt", "png"]
     assert "page_range" in sources["docx"]["targets"]["pdf"]["options"]
 
 

@@ -33,6 +33,8 @@ def convert() -> Response:
     # so a temporary copy (remote storage) may be unlinked when the context ends.
     with oneshot.local_copy(result.artifact) as path:
         response = send_file(path, mimetype=result.artifact.media_type, max_age=0)
+    # Werkzeug appends its own charset to text types; the artifact's type already has one.
+    response.headers["Content-Type"] = result.artifact.media_type
     response.headers["Content-Disposition"] = attachment_disposition(result.filename)
     response.headers["X-Converter-Cache"] = "hit" if result.cached else "miss"
     response.headers["X-Converter-Produced-By"] = result.artifact.produced_by

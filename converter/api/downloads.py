@@ -22,6 +22,8 @@ def download(token: str) -> Response:
         raise NotFound("The converted file no longer exists; convert it again")
     response = send_file(path, mimetype=artifact.media_type, conditional=True, etag=True,
                          max_age=0)
+    # Werkzeug appends its own charset to text types; the artifact's type already has one.
+    response.headers["Content-Type"] = artifact.media_type
     response.headers["Content-Disposition"] = attachment_disposition(grant.filename)
     response.headers["Cache-Control"] = "private, no-store"
     response.headers["X-Content-Type-Options"] = "nosniff"

@@ -80,8 +80,13 @@ class CsvExporter:
         if names is None and plan.source == "xlsx" and not encrypted:
             names = self._xlsx_names(source)
             learn(names)
+        if names is None and isinstance(settings["sheet"], int):
+            # The names could not be read; a sheet number still means something to LibreOffice.
+            names = [f"Sheet{n}" for n in range(1, settings["sheet"] + 1)]
         if names is None:
-            raise UnprocessableDocument("The sheets of this workbook could not be read")
+            raise UnprocessableDocument(
+                "The sheet names of this workbook could not be read; ask for a sheet by "
+                "number (options.sheet=1, 2...)")
         chosen = select(settings["sheet"], names)
         separator = _SEPARATORS[str(settings["delimiter"])]
         encoding = str(settings["encoding"])

@@ -113,7 +113,7 @@ class FileService:
         """Keep a vetted document as a file: the original in storage, then its row."""
         file_id = "file_" + secrets.token_hex(12)
         key = f"originals/{file_id}"
-        meta = read_metadata(received)
+        meta = read_metadata(received, self.matrix.sources[received.format].family)
         self.storage.put_file(key, received.path,
                               self.matrix.sources[received.format].media_type)
         record = FileRecord(id=file_id, workspace=principal.workspace, owner=principal.user_id,

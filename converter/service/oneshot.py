@@ -21,6 +21,7 @@ from converter.service.artifact_index import Artifact, ContentArtifacts
 from converter.service.conversion import ConversionService, Subject
 from converter.service.files import FileService, check_scope
 from converter.service.intake import Intake, Received, with_extension
+from converter.service.metadata_reader import read_metadata
 from converter.service.principal import Principal
 from converter.service.url_fetch import UrlFetcher
 from converter.storage import Storage
@@ -68,13 +69,15 @@ class OneShotService:
         deadline = time.monotonic() + self.conversions.timeout
         plan = self.conversions.matrix.plan(received.format, target, options)
         scope = check_scope(scope)
+        family = self.conversions.matrix.sources[received.format].family
         subject = Subject(
             # The workspace is part of the identity: caches are never shared across owners.
             source_id=f"ws:{principal.workspace}:sha256:{received.sha256}",
             format=received.format, encrypted=received.detection.encrypted,
             fetch=lambda path: _copy(received.path, path),
             index=ContentArtifacts(self.conversions.db, self.storage, principal.workspace,
-                                   received.sha256))
+                                   received.sha256),
+            sheets=read_metadata(received, family)["sheets"] if family == "calc" else None)
         result = self.conversions.run(subject, plan, deadline)
         file_id = self.files.store(principal, received, scope).id if store else None
         name = with_extension(received.filename, _extension(result.artifact))

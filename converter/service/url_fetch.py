@@ -30,7 +30,7 @@ from typing import BinaryIO
 from urllib.parse import unquote, urljoin, urlsplit
 
 from converter.errors import InvalidRequest, PayloadTooLarge, UpstreamError
-from converter.service.files import safe_filename
+from converter.service.intake import safe_filename
 from converter.service.webhooks import WebhookPolicy
 
 _FIELD = "url"
