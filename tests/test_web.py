@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,17 @@ class Page:
         """Choose a file through the file input (what dropping it on the zone also does)."""
         self.find("#file-input").send_keys(str(path))
 
+    def drop_by_event(self, path: Path) -> None:
+        """Drop a file on the drop zone, as dragging it from the desktop does."""
+        self.driver.execute_script("""
+            const [name, b64] = arguments;
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const data = new DataTransfer();
+            data.items.add(new File([bytes], name));
+            document.getElementById('drop-zone').dispatchEvent(
+                new DragEvent('drop', {dataTransfer: data, bubbles: true, cancelable: true}));
+            """, path.name, base64.b64encode(path.read_bytes()).decode("ascii"))
+
     def error(self, timeout: float = 30) -> str:
         """The message the error box shows, once it shows one."""
         self.wait(ec.visibility_of_element_located((By.ID, "error")), timeout)
@@ -78,6 +90,8 @@ def test_upload_convert_download_pdf(service: ServedApp, corpus: Path, key: str,
     page.wait(ec.visibility_of_element_located((By.ID, "file-info")))
     assert page.find("#detected-format").text == "docx"
     assert page.find("#file-name").text == "SampleDoc.docx"
+    # The bar followed XMLHttpRequest's upload progress events to the end.
+    assert page.find("#upload-progress").get_attribute("value") == "100"
     shown = [e.get_attribute("value") for e in
              browser.find_elements(By.CSS_SELECTOR, "#targets input[name=target]")]
     assert shown == list(formats["docx"]["targets"])
@@ -112,7 +126,7 @@ def test_options_reach_the_api_and_its_errors_show(service: ServedApp, corpus: P
     """A bad page_range shows the API's own message; a good one yields just that page."""
     page = Page(browser, service)
     page.use_key(key)
-    page.drop(corpus / SAMPLE)
+    page.drop_by_event(corpus / SAMPLE)
     page.wait(ec.visibility_of_element_located((By.ID, "file-info")))
     field = page.find("[data-option='page_range'] input")
 
@@ -208,11 +222,15 @@ def test_page_and_assets_are_served_without_a_key(service: ServedApp) -> None:
     index = requests.get(f"{service.url}/", timeout=10)
     assert index.status_code == 200
     assert index.headers["Content-Type"].startswith("text/html")
-    assert "script-src 'self'" in index.headers["Content-Security-Policy"]
-    for asset in ("/web/app.js", "/web/style.css"):
+    for asset, media_type in (("/web/app.js", "text/javascript"), ("/web/style.css", "text/css")):
         assert f'"{asset}"' in index.text
         served = requests.get(service.url + asset, timeout=10)
         assert served.status_code == 200, asset
+        assert served.headers["Content-Type"].startswith(media_type), served.headers
         assert len(served.content) > 1000, asset
+    for response in (index, served):
+        assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Cache-Control"] == "no-cache"
     assert "://" not in index.text, "the page loads nothing from elsewhere"
     assert requests.get(f"{service.url}/web/favicon.svg", timeout=10).status_code == 200

@@ -19,8 +19,15 @@ _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'
 @bp.get("/")
 def index() -> Response:
     """The upload-convert-download page."""
-    response = send_from_directory(STATIC, "index.html", max_age=0)
+    return send_from_directory(STATIC, "index.html")
+
+
+@bp.after_request
+def _harden(response: Response) -> Response:
+    # Applies to / and to the blueprint's static files alike. no-cache (revalidate by ETag)
+    # so a browser never runs an old app.js against a newer API after an upgrade.
     response.headers["Content-Security-Policy"] = _CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-cache"
     return response

@@ -176,9 +176,9 @@
     let input;
     let read;
 
-    if (spec.choices && (Array.isArray(spec.choices) ? spec.choices.length
-      : Object.keys(spec.choices).length)) {
-      const choices = choiceList(spec.choices);
+    const given = spec.choices ?? spec.enum;
+    if (given && (Array.isArray(given) ? given.length : Object.keys(given).length)) {
+      const choices = choiceList(given);
       input = el("select", { id, name });
       input.append(el("option", { value: "", text: hasDefault ? `default (${spec.default})`
         : "default" }));
