@@ -217,8 +217,10 @@
   /** Build the controls of a target's options into container; returns them. */
   function renderOptions(container, options) {
     container.replaceChildren();
-    const controls = Object.entries(options || {}).map(([name, spec]) =>
-      optionControl(name, spec || {}));
+    // A mapping of name -> spec today; a list of specs carrying their name would do too.
+    const entries = Array.isArray(options) ? options.map((spec) => [spec.name, spec])
+      : Object.entries(options || {});
+    const controls = entries.map(([name, spec]) => optionControl(name, spec || {}));
     controls.forEach((c) => container.append(c.element));
     return controls;
   }
