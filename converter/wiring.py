@@ -79,8 +79,8 @@ def build(config: Config, engine: ConversionEngine | None = None,
     conversions = ConversionService(db, storage, matrix, engine, files, signer,
                                     config.url_ttl, config.conversion_timeout)
     runs, extras = _build_runs(config, db, matrix, files, conversions)
-    return Services(config=config, db=db, storage=storage, matrix=matrix, keys=KeyStore(db),
-                    files=files, conversions=conversions,
+    return Services(config=config, db=db, storage=storage, matrix=matrix,
+                    keys=KeyStore(db, config.data_path), files=files, conversions=conversions,
                     limiter=RateLimiter(config.requests_per_minute), runs=runs, engine=engine,
                     extras=extras)
 
