@@ -71,6 +71,11 @@ def test_convert_defaults_options_stdout_and_keep(service: ServedApp, key: str, 
                "--option", "page_range=1", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert _pages((tmp_path / "SampleDoc.pdf").read_bytes()) == 1
+    (tmp_path / "out").mkdir()
+    into_dir = cli(env, "convert", str(corpus / "docx/SampleDoc.docx"), "--to", "odt",
+                   "-o", str(tmp_path / "out"))
+    assert into_dir.returncode == 0, into_dir.stderr
+    assert (tmp_path / "out/SampleDoc.odt").read_bytes().startswith(b"PK")
 
     piped = cli(env, "convert", str(corpus / "docx/SampleDoc.docx"), "--to", "txt", "-o", "-",
                 "--keep")
@@ -88,6 +93,8 @@ def test_convert_defaults_options_stdout_and_keep(service: ServedApp, key: str, 
     ["convert", "{doc}"],                                           # --to is required
     ["frobnicate"],                                                 # no such command
     ["runs", "wait"],                                               # run id missing
+    ["runs", "list", "--limit", "-1"],                              # not a count
+    ["convert", "{doc}", "--to", "pdf", "-o", "/nonexistent/dir/x.pdf"],  # no such directory
 ])
 def test_usage_errors_exit_2(service: ServedApp, key: str, corpus: Path,
                              args: list[str]) -> None:

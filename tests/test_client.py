@@ -60,7 +60,7 @@ def test_upload_from_a_path_bytes_and_streams_then_get_list_delete(
     path = corpus / "docx/SampleDoc.docx"
     data = path.read_bytes()
     from_path = client.upload(path)
-    from_bytes = client.upload(data, filename="bytes.docx", scope="workspace")
+    from_bytes = client.upload(data, filename="résumé 1.docx", scope="workspace")
     with path.open("rb") as fh:
         from_file = client.upload(fh)
     with _pipe(data) as pipe:
@@ -68,7 +68,7 @@ def test_upload_from_a_path_bytes_and_streams_then_get_list_delete(
     uploaded = [from_path, from_bytes, from_file, from_pipe]
     assert {f["sha256"] for f in uploaded} == {from_path["sha256"]}
     assert {f["size_bytes"] for f in uploaded} == {len(data)}
-    assert [f["filename"] for f in uploaded] == ["SampleDoc.docx", "bytes.docx",
+    assert [f["filename"] for f in uploaded] == ["SampleDoc.docx", "résumé 1.docx",
                                                  "SampleDoc.docx", "piped.docx"]
     assert from_bytes["scope"] == "workspace" and from_path["format"] == "docx"
     assert client.get_file(from_path["id"]) == from_path

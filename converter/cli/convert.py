@@ -18,7 +18,13 @@ def convert(args: argparse.Namespace) -> int:
         raise UsageError(f"no such file: {source}")
     options = parse_options(args.option)
     target = args.to.lower().lstrip(".")
-    out = args.output or source.with_suffix(f".{target}").name
+    default_name = source.with_suffix(f".{target}").name
+    out = args.output or default_name
+    if out != "-":
+        if Path(out).is_dir():
+            out = str(Path(out) / default_name)
+        if not Path(out).resolve().parent.is_dir():
+            raise UsageError(f"-o {args.output}: directory {Path(out).parent} does not exist")
     bars = Bars()
     with Client.from_env() as client:
         with bars.transfer(f"upload {source.name}") as progress:
@@ -61,8 +67,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("input", help="the document to convert")
     p.add_argument("--to", required=True, help="target format, e.g. pdf (GET /v1/formats)")
     p.add_argument("-o", "--output",
-                   help="where to write the result ('-' for stdout); default: INPUT's name "
-                        "with the target's extension, in the current directory")
+                   help="where to write the result: a file, a directory, or '-' for stdout; "
+                        "default: INPUT's name with the target's extension, in the current "
+                        "directory")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="a conversion option, e.g. page_range=1-3 (repeatable)")
     p.add_argument("--scope", choices=("personal", "workspace"),

@@ -47,6 +47,12 @@ def runs_wait(args: argparse.Namespace) -> int:
     return OK
 
 
+def _count(raw: str) -> int:
+    if not raw.isdigit():
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive integer, got {raw!r}")
+    return int(raw)
+
+
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``runs list|get|wait``."""
     runs = sub.add_parser("runs", help="async runs on the service (CONVERTER_URL)")
@@ -54,7 +60,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     lst = runs_sub.add_parser("list", help="runs visible to the key, newest first (JSON lines)")
     lst.add_argument("--status", choices=("pending", "running", "completed", "failed"))
     lst.add_argument("--file-id", help="only runs of this file")
-    lst.add_argument("--limit", type=int, default=20,
+    lst.add_argument("--limit", type=_count, default=20,
                      help="print at most this many runs (default 20; 0 = all)")
     lst.set_defaults(func=runs_list)
     get = runs_sub.add_parser("get", help="one run's status as JSON")

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from converter import config as config_module
-from converter.cli.common import OK, REFUSED
+from converter.cli.common import FAILED, OK, REFUSED
 
 if TYPE_CHECKING:
     from converter.service.keys import KeyStore
@@ -84,7 +84,14 @@ def keys_list(_args: argparse.Namespace) -> int:
 def keys_revoke(args: argparse.Namespace) -> int:
     """Revoke a key by id; every server process on this host refuses it from now on."""
     with _key_store(config_module.load()) as store:
-        found = store.revoke(args.key_id)
+        try:
+            found = store.revoke(args.key_id)
+        except OSError as exc:
+            print(f"converter: {args.key_id} is revoked in the database, but the marker that "
+                  f"tells running servers could not be written ({exc}); they may accept the "
+                  "key for a few more seconds. Make CONVERTER_DATA_DIR writable.",
+                  file=sys.stderr)
+            return FAILED
     if not found:
         print(f"converter: no key {args.key_id!r}; `converter keys list` shows the ids",
               file=sys.stderr)

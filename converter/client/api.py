@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.message import Message
+from email.utils import collapse_rfc2231_value
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -238,11 +239,19 @@ class Client:
 
 
 def _disposition_filename(header: str | None) -> str | None:
+    """The download name in a Content-Disposition, preferring the exact RFC 5987 filename*."""
     if not header:
         return None
     message = Message()
     message["Content-Disposition"] = header
-    return message.get_filename()
+    plain: str | None = None
+    for name, value in message.get_params(header="content-disposition") or []:
+        if name.lower() != "filename":
+            continue
+        if isinstance(value, tuple):  # filename*: (charset, language, percent-decoded bytes)
+            return collapse_rfc2231_value(value)
+        plain = value
+    return plain
 
 
 def _save(response: requests.Response, dest: Destination, progress: Progress | None) -> int:
