@@ -89,6 +89,12 @@ def test_keys_create_list_revoke_against_a_served_app(service: ServedApp) -> Non
     refused = session.get(f"{service.url}/v1/files", timeout=10)
     assert refused.status_code == 401
     assert error_of(refused)["type"] == "unauthorized"
+    # The client CLI with the revoked key: refused, exit 3.
+    client_env = {k: v for k, v in service.env.items() if not k.startswith("CONVERTER_")}
+    client_env.update({"CONVERTER_URL": service.url, "CONVERTER_API_KEY": raw})
+    as_client = subprocess.run([CONVERTER, "runs", "list"], env=client_env, capture_output=True,
+                               text=True, timeout=60)
+    assert as_client.returncode == 3 and "unauthorized" in as_client.stderr
     listed = _cli(service, "keys", "list")
     assert [r for r in listed.stdout.splitlines() if r.startswith(key_id)][0].split("\t")[5] != "-"
     # The bootstrap key is untouched.
