@@ -161,6 +161,8 @@ def test_errors_are_typed_and_carry_details(service: ServedApp, client: Client,
     assert error.status == 400 and error.type == "invalid_request"
     assert "pdf" in error.details["valid_targets"] and error.details["field"] == "format"
     assert error.request_id and error.request_id in str(error)
+    with pytest.raises(NotFound):  # an id is one path segment, never another route
+        client.get_file("../runs")
     with Client(service.url, "sk_live_" + "x" * 32) as stranger:
         with pytest.raises(Unauthorized) as denied:
             list(stranger.list_files())

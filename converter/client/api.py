@@ -16,6 +16,7 @@ from email.message import Message
 from email.utils import collapse_rfc2231_value
 from pathlib import Path
 from typing import IO, Any, BinaryIO
+from urllib.parse import quote
 
 import requests
 
@@ -112,7 +113,7 @@ class Client:
 
     def get_file(self, file_id: str) -> dict[str, Any]:
         """One file's metadata."""
-        return self._json("GET", f"/v1/files/{file_id}")
+        return self._json("GET", f"/v1/files/{_seg(file_id)}")
 
     def list_files(self, *, page_size: int | None = None) -> Iterator[dict[str, Any]]:
         """Every file visible to the key, newest first, fetching pages as it goes."""
@@ -120,7 +121,7 @@ class Client:
 
     def delete_file(self, file_id: str) -> None:
         """Delete a file and its cached artifacts."""
-        self.http.request("DELETE", f"/v1/files/{file_id}")
+        self.http.request("DELETE", f"/v1/files/{_seg(file_id)}")
 
     def formats(self) -> dict[str, Any]:
         """The conversion matrix with each target's options."""
@@ -131,7 +132,7 @@ class Client:
                 dest: Destination | None = None, progress: Progress | None = None,
                 idempotency_key: str | None = None) -> dict[str, Any]:
         """Convert an uploaded file; returns {download_url, ...}, downloading it to dest."""
-        result = self._creating(f"/v1/files/{file_id}/convert", idempotency_key,
+        result = self._creating(f"/v1/files/{_seg(file_id)}/convert", idempotency_key,
                                 json={"format": format, "options": options or {}})
         if dest is not None:
             self.download(result["download_url"], dest, progress=progress)
@@ -197,7 +198,7 @@ class Client:
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         """A run's status, with its download_url once completed."""
-        return self._json("GET", f"/v1/runs/{run_id}")
+        return self._json("GET", f"/v1/runs/{_seg(run_id)}")
 
     def list_runs(self, *, status: str | None = None, file_id: str | None = None,
                   page_size: int | None = None) -> Iterator[dict[str, Any]]:
@@ -232,10 +233,15 @@ class Client:
         body: dict[str, Any] = {"format": format}
         if options:
             body["options"] = options
-        result = self._creating(f"/v1/runs/{run_id}/export", idempotency_key, json=body)
+        result = self._creating(f"/v1/runs/{_seg(run_id)}/export", idempotency_key, json=body)
         if dest is not None:
             self.download(result["download_url"], dest, progress=progress)
         return result
+
+
+def _seg(value: str) -> str:
+    """An id as one path segment: an id with '/' or '?' must not reach another route."""
+    return quote(value, safe="")
 
 
 def _disposition_filename(header: str | None) -> str | None:

@@ -62,7 +62,7 @@ class ScriptedServer:
 
             do_GET = do_POST = do_DELETE = _answer
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass  # keep the test output clean
 
         self._lock = threading.Lock()
