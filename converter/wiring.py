@@ -79,8 +79,16 @@ def build(config: Config, engine: ConversionEngine | None = None,
     conversions = ConversionService(db, storage, matrix, engine, files, signer,
                                     config.url_ttl, config.conversion_timeout)
     runs, extras = _build_runs(config, db, matrix, files, conversions)
-    return Services(config=config, db=db, storage=storage, matrix=matrix,
-                    keys=KeyStore(db, config.data_path), files=files, conversions=conversions,
+    keys = KeyStore(db, config.data_path)
+    if db.dialect.name == "postgresql":
+        # Replicas on other hosts share only the database: hear their revocations.
+        from converter.service.revocations import RevocationListener
+
+        listener = RevocationListener(db.url, keys.invalidate)
+        listener.start()
+        extras["revocations"] = listener
+    return Services(config=config, db=db, storage=storage, matrix=matrix, keys=keys,
+                    files=files, conversions=conversions,
                     limiter=RateLimiter(config.requests_per_minute), runs=runs, engine=engine,
                     extras=extras)
 

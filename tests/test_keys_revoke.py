@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import requests
 from converter.db.engine import connect
 from converter.errors import Unauthorized
 from converter.service.keys import KeyStore
+from converter.service.revocations import RevocationListener
+from tests.support.postgres import fresh_database
 from tests.support.served import CONVERTER, ServedApp, error_of
 
 
@@ -57,6 +60,41 @@ def test_every_revocation_changes_the_marker(two_stores: tuple[KeyStore, KeyStor
     cli.revoke(ids[1][0])
     with pytest.raises(Unauthorized):
         server.authenticate(ids[1][1])
+
+
+@pytest.mark.postgres
+def test_a_revocation_reaches_another_host_through_postgres(tmp_path: Path) -> None:
+    """Separate data directories (two hosts), one database: NOTIFY clears the other's cache."""
+    with fresh_database() as url:
+        server_db, other_db, cli_db = connect(url), connect(url), connect(url)
+        try:
+            server = KeyStore(server_db, tmp_path / "host-a")
+            deaf = KeyStore(other_db, tmp_path / "host-b")  # no listener: the control
+            cli = KeyStore(cli_db, tmp_path / "host-c")
+            listener = RevocationListener(server_db.url, server.invalidate)
+            listener.start()
+            try:
+                assert listener.wait_listening(10)
+                key_id, raw = cli.create("acme", "ann")
+                for store in (server, deaf):
+                    store.authenticate(raw)
+                    store.authenticate(raw)  # cached
+                revoked_at = time.monotonic()
+                cli.revoke(key_id)
+                while True:
+                    try:
+                        server.authenticate(raw)
+                    except Unauthorized:
+                        break
+                    assert time.monotonic() - revoked_at < 2, "NOTIFY did not arrive"
+                    time.sleep(0.001)
+                # Without the listener the cache still answers (until VERIFIED_TTL).
+                assert deaf.authenticate(raw).key_id == key_id
+            finally:
+                listener.stop()
+        finally:
+            for db in (server_db, other_db, cli_db):
+                db.dispose()
 
 
 def _cli(app: ServedApp, *args: str) -> subprocess.CompletedProcess[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -13,6 +14,9 @@ from converter.cli.common import FAILED, OK, REFUSED
 
 if TYPE_CHECKING:
     from converter.service.keys import KeyStore
+
+# Seconds `keys revoke` waits on PostgreSQL for replicas to hear the NOTIFY (~1 ms).
+REPLICA_GRACE = 0.2
 
 
 @contextmanager
@@ -92,6 +96,10 @@ def keys_revoke(args: argparse.Namespace) -> int:
                   "key for a few more seconds. Make CONVERTER_DATA_DIR writable.",
                   file=sys.stderr)
             return FAILED
+        if found and store.db.dialect.name == "postgresql":
+            # NOTIFY reaches other hosts' listeners about a millisecond after the commit;
+            # waiting a little longer means the operator's next request is refused there too.
+            time.sleep(REPLICA_GRACE)
     if not found:
         print(f"converter: no key {args.key_id!r}; `converter keys list` shows the ids",
               file=sys.stderr)

@@ -9,6 +9,8 @@ process) commits ``revoked_at`` and then replaces a marker file in the data
 directory; every authentication stats that file (about a microsecond, no database
 round trip) and trusts only cache entries made under the marker it sees now, so a
 revoked key is refused on its very next request to any process on that host.
+On PostgreSQL the revocation also sends a NOTIFY that replicas on other hosts hear
+(revocations.py) and answer with ``invalidate()``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, func, insert, select, text, update
 
 from converter.db.engine import as_utc, utcnow
 from converter.db.schema import api_keys
@@ -34,12 +36,14 @@ from converter.service.principal import Principal
 KEY_PREFIX = "sk_live_"
 # A verified key is remembered this long so a cache hit does not pay a database
 # round trip for authentication. Revocation on this host is seen at once through the
-# marker file; the TTL bounds how long a process on another host (sharing PostgreSQL)
-# may still accept a revoked key.
+# marker file, on other hosts through NOTIFY; the TTL bounds how long a process that
+# missed both (its listener reconnecting) may still accept a revoked key.
 VERIFIED_TTL = 5.0
 MARKER_NAME = "keys.revoked"
-# (inode, mtime_ns) of the marker; None when no key was ever revoked.
-Stamp = tuple[int, int] | None
+# The PostgreSQL NOTIFY channel revocations are announced on.
+CHANNEL = "converter_key_revoked"
+# (inode, mtime_ns) of the marker or None when there is none, and the invalidation count.
+Stamp = tuple[tuple[int, int] | None, int]
 
 
 @dataclass(frozen=True)
@@ -72,15 +76,22 @@ class KeyStore:
         self.marker = data_path / MARKER_NAME if data_path is not None else None
         self._verified: dict[str, tuple[float, Stamp, Principal]] = {}
         self._lock = threading.Lock()
+        self._generation = 0
 
     def _stamp(self) -> Stamp:
         if self.marker is None:
-            return None
+            return None, self._generation
         try:
             st = os.stat(self.marker)
         except FileNotFoundError:
-            return None
-        return st.st_ino, st.st_mtime_ns
+            return None, self._generation
+        return (st.st_ino, st.st_mtime_ns), self._generation
+
+    def invalidate(self) -> None:
+        """Distrust every cached key (a revocation elsewhere was announced)."""
+        with self._lock:
+            self._generation += 1
+            self._verified.clear()
 
     def create(self, workspace: str, user_id: str, raw: str | None = None) -> tuple[str, str]:
         """Create a key for a user in a workspace; return (key_id, raw key) — shown once."""
@@ -148,10 +159,13 @@ class KeyStore:
             if row.revoked_at is None:
                 conn.execute(update(api_keys).where(api_keys.c.id == key_id)
                              .values(revoked_at=utcnow()))
+            if conn.dialect.name == "postgresql":
+                # Delivered on commit to every replica's RevocationListener.
+                conn.execute(text("SELECT pg_notify(:channel, :key_id)"),
+                             {"channel": CHANNEL, "key_id": key_id})
         # After the commit, so a process that sees the new marker also sees revoked_at.
         self._bump_marker()
-        with self._lock:
-            self._verified.clear()
+        self.invalidate()
         return True
 
     def _bump_marker(self) -> None:
