@@ -69,6 +69,12 @@ def _text(raw: str) -> str:
     return raw
 
 
+def _url(raw: str) -> str:
+    if raw and not raw.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return raw.rstrip("/")
+
+
 def _bool(raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -118,6 +124,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("webhook_max_attempts", _positive_int, "5", "Delivery attempts per webhook before giving up."),
     Setting("webhook_backoff_seconds", _positive_float, "10", "Delay before the second webhook attempt; each later one waits twice as long."),
     Setting("log_level", _text, "INFO", "Python logging level."),
+    Setting("url", _url, "", "Client side: base URL of the service the converter CLI and Client.from_env() talk to (e.g. http://127.0.0.1:8080); the server ignores it."),
+    Setting("api_key", _text, "", "Client side: API key the converter CLI and Client.from_env() send; the server ignores it."),
 )
 
 
@@ -160,6 +168,8 @@ class Config:
     webhook_max_attempts: int
     webhook_backoff_seconds: float
     log_level: str
+    url: str
+    api_key: str
 
     @property
     def data_path(self) -> Path:

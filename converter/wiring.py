@@ -87,7 +87,15 @@ def build(config: Config, engine: ConversionEngine | None = None,
     runs, extras = _build_runs(config, db, matrix, files, conversions)
     fetcher = UrlFetcher(WebhookPolicy(config.webhook_allow), config.url_fetch_timeout)
     oneshot = OneShotService(intake, files, conversions, storage, fetcher)
-    return Services(config=config, db=db, storage=storage, matrix=matrix, keys=KeyStore(db),
+    keys = KeyStore(db, config.data_path)
+    if db.dialect.name == "postgresql":
+        # Replicas on other hosts share only the database: hear their revocations.
+        from converter.service.revocations import RevocationListener
+
+        listener = RevocationListener(db.url, keys.invalidate)
+        listener.start()
+        extras["revocations"] = listener
+    return Services(config=config, db=db, storage=storage, matrix=matrix, keys=keys,
                     files=files, conversions=conversions,
                     limiter=RateLimiter(config.requests_per_minute), runs=runs,
                     oneshot=oneshot, engine=engine, extras=extras)

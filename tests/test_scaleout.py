@@ -65,6 +65,21 @@ def test_replicas_share_files_artifacts_and_the_cache(replicas: tuple[ServedApp,
     assert first.metrics()["converter_engine_calls_total"] == 0
 
 
+def test_a_key_revoked_on_one_host_is_refused_by_the_other(
+        replicas: tuple[ServedApp, ServedApp]) -> None:
+    """`keys revoke` beside replica b: replica a (another data directory) refuses it next."""
+    first, second = replicas
+    raw = first.create_key("revokers", "rex")
+    key_id = [line.split("\t")[0] for line in first.cli("keys", "list").splitlines()
+              if "\trevokers\trex\t" in line][0]
+    for replica in (first, second, first, second):  # both now hold it in their caches
+        assert replica.request("GET", "/v1/files", key=raw).status_code == 200
+    second.cli("keys", "revoke", key_id)
+    assert first.request("GET", "/v1/files", key=raw).status_code == 401
+    assert second.request("GET", "/v1/files", key=raw).status_code == 401
+    assert first.request("GET", "/v1/files").status_code == 200
+
+
 def test_concurrent_identical_converts_across_replicas_store_one_artifact(
         replicas: tuple[ServedApp, ServedApp], corpus: Path) -> None:
     """Both replicas may convert at once, but they agree on one artifact afterwards."""

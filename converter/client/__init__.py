@@ -1,0 +1,39 @@
+"""Python client for the converter service (``from converter.client import Client``).
+
+Built on requests; it needs neither Flask nor LibreOffice. See the README's
+"Python client" section for a tour.
+"""
+
+from __future__ import annotations
+
+from converter.client.api import Client, OneShot, new_idempotency_key
+from converter.client.errors import (
+    ApiError,
+    ClientError,
+    Conflict,
+    Forbidden,
+    IdempotencyKeyInUse,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    Overloaded,
+    PayloadTooLarge,
+    RateLimitExceeded,
+    RunFailed,
+    ServerError,
+    ServiceUnreachable,
+    StorageUnavailable,
+    Unauthorized,
+    UnprocessableDocument,
+    UpstreamError,
+    WaitTimeout,
+)
+from converter.client.transport import RetryPolicy
+
+__all__ = [
+    "ApiError", "Client", "ClientError", "Conflict", "Forbidden", "IdempotencyKeyInUse",
+    "InvalidRequest", "MethodNotAllowed", "NotFound", "OneShot", "Overloaded",
+    "PayloadTooLarge", "RateLimitExceeded", "RetryPolicy", "RunFailed", "ServerError",
+    "ServiceUnreachable", "StorageUnavailable", "Unauthorized", "UnprocessableDocument",
+    "UpstreamError", "WaitTimeout", "new_idempotency_key",
+]
