@@ -199,3 +199,27 @@ def test_from_env_reads_the_declared_settings(service: ServedApp,
     monkeypatch.setenv("CONVERTER_URL", "127.0.0.1:8080")
     with pytest.raises(ConfigError, match="CONVERTER_URL"):
         Client.from_env()
+
+
+def test_convert_oneshot_round_trip(client: Client, corpus: Path, tmp_path: Path) -> None:
+    """convert_oneshot: bytes back with their name, the cache header, store's file id."""
+    from converter.client import PasswordRequired
+    from tests.test_passwords import encrypt_ooxml
+
+    path = corpus / "docx/SampleDoc.docx"
+    first = client.convert_oneshot(path, "pdf", {"page_range": "1"})
+    assert first.content is not None and _pages(first.content) == 1
+    assert first.filename == "SampleDoc.pdf" and first.content_type == "application/pdf"
+    assert first.cache == "miss" and first.file_id is None
+    again = client.convert_oneshot(path.read_bytes(), "pdf", {"page_range": "1"},
+                                   filename="SampleDoc.docx")
+    assert again.cache == "hit" and again.content == first.content
+    target = tmp_path / "out.pdf"
+    stored = client.convert_oneshot(path, "pdf", dest=target, store=True)
+    assert stored.file_id and client.get_file(stored.file_id)["filename"] == "SampleDoc.docx"
+    assert _pages(target.read_bytes()) == 2 and stored.size_bytes == target.stat().st_size
+    locked = encrypt_ooxml(path, tmp_path / "locked.docx", "pw-123")
+    with pytest.raises(PasswordRequired) as caught:
+        client.convert_oneshot(locked, "pdf")
+    assert caught.value.request_id and caught.value.status == 400
+    assert client.convert_oneshot(locked, "pdf", {"password": "pw-123"}).content

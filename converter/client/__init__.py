@@ -17,6 +17,8 @@ from converter.client.errors import (
     MethodNotAllowed,
     NotFound,
     Overloaded,
+    PasswordIncorrect,
+    PasswordRequired,
     PayloadTooLarge,
     RateLimitExceeded,
     RunFailed,
@@ -33,6 +35,7 @@ from converter.client.transport import RetryPolicy
 __all__ = [
     "ApiError", "Client", "ClientError", "Conflict", "Forbidden", "IdempotencyKeyInUse",
     "InvalidRequest", "MethodNotAllowed", "NotFound", "OneShot", "Overloaded",
+    "PasswordIncorrect", "PasswordRequired",
     "PayloadTooLarge", "RateLimitExceeded", "RetryPolicy", "RunFailed", "ServerError",
     "ServiceUnreachable", "StorageUnavailable", "Unauthorized", "UnprocessableDocument",
     "UpstreamError", "WaitTimeout", "new_idempotency_key",

@@ -44,6 +44,18 @@ class InvalidRequest(ApiError):
     type_name = "invalid_request"
 
 
+class PasswordRequired(InvalidRequest):
+    """400: the source is encrypted; send its password as options.password."""
+
+    type_name = "password_required"
+
+
+class PasswordIncorrect(InvalidRequest):
+    """400: options.password does not open the encrypted source."""
+
+    type_name = "password_incorrect"
+
+
 class Unauthorized(ApiError):
     """401: missing, invalid or revoked API key."""
 
