@@ -63,7 +63,6 @@ _LO_CHARSETS = {"utf-8": 76, "utf-8-sig": 76, "windows-1252": 1}
 
 _ROW = f"{{{SHEET_MAIN_NS}}}row"
 _SHEET_DATA = f"{{{SHEET_MAIN_NS}}}sheetData"
-_WORKSHEET = f"{{{SHEET_MAIN_NS}}}worksheet"
 _FORMULA = f"{{{SHEET_MAIN_NS}}}f"
 _VALUE = f"{{{SHEET_MAIN_NS}}}v"
 _OFFICE_DOCUMENT = "/officeDocument"
@@ -228,22 +227,14 @@ def _sheet_rows(workbook: Workbook, sheet: ReadOnlyWorksheet) -> Iterator[tuple[
             epoch=workbook.epoch, date_formats=workbook._date_formats,  # type: ignore[attr-defined]
             timedelta_formats=workbook._timedelta_formats)  # type: ignore[attr-defined]
         try:
-            events = iterparse(source, events=("start", "end"))
-            _, root = next(events)
-            if root.tag != _WORKSHEET:
-                raise NeedsLibreOffice(f"unsupported worksheet root {root.tag}")
+            # End events only: a second event per element costs more than it saves.
+            events = iterparse(source, events=("end",))
             previous = 0
-            sheet_data = None
-            for event, element in events:
-                if event == "start":
-                    if element.tag == _SHEET_DATA:
-                        sheet_data = element
-                    continue
+            for _, element in events:
                 if element.tag == _ROW:
-                    number, cells = parser.parse_row(element)
-                    # Rows already yielded are dropped so memory stays flat on long sheets.
-                    if sheet_data is not None:
-                        sheet_data.clear()
+                    number, cells = _parse_row(parser, element, previous)
+                    # The emptied <row> stays in the tree, a few dozen bytes per row.
+                    element.clear()
                     if number <= previous or number > _MAX_ROW:
                         raise NeedsLibreOffice(f"row {number} is out of order or range")
                     previous = number
@@ -253,8 +244,25 @@ def _sheet_rows(workbook: Workbook, sheet: ReadOnlyWorksheet) -> Iterator[tuple[
                 elif element.tag == _SHEET_DATA:
                     # Nothing after the cells (merges, formatting, extensions) changes a CSV.
                     return
+            # No sheetData in the transitional namespace: strict OOXML or not a worksheet.
+            raise NeedsLibreOffice("the worksheet part has no SpreadsheetML sheetData")
         except ParseError as exc:
             raise UnprocessableDocument(f"the worksheet is not well-formed XML: {exc}") from None
+
+
+def _parse_row(parser: _CachedValueParser, row: Any, previous: int,
+               ) -> tuple[int, list[dict[str, Any]]]:
+    """openpyxl's parse_row, minus the cells that hold nothing (styled blanks)."""
+    if any(cell.get("r") is None for cell in row):
+        # Cells without a reference are placed by counting, blanks included: openpyxl's way.
+        number, cells = parser.parse_row(row)
+        return int(number), cells
+    reference = row.get("r")
+    number = int(reference) if reference else previous + 1
+    parser.row_counter = number
+    # A <c> without children has neither a value nor a formula; sheets written with
+    # styled empty ranges hold mostly these, and openpyxl would build a dict for each.
+    return number, [parser.parse_cell(cell) for cell in row if len(cell)]
 
 
 def _row_texts(cells: list[dict[str, Any]]) -> list[str]:
