@@ -153,6 +153,21 @@ def test_encodings(corpus: Path, tmp_path: Path) -> None:
     assert _rows(western, encoding="windows-1252")[9][0] == "é€"
 
 
+def _sheet_xml(path: Path) -> str:
+    with zipfile.ZipFile(path) as source:
+        return source.read("xl/worksheets/sheet1.xml").decode()
+
+
+def _replace_sheet_xml(path: Path, xml: str) -> None:
+    """Rewrite the first sheet's XML, for cells openpyxl's writer cannot produce."""
+    with zipfile.ZipFile(path) as source:
+        parts = {info.filename: source.read(info) for info in source.infolist()}
+    parts["xl/worksheets/sheet1.xml"] = xml.encode()
+    with zipfile.ZipFile(path, "w") as target:
+        for name, content in parts.items():
+            target.writestr(name, content)
+
+
 def test_formulas_without_cached_values_need_libreoffice(tmp_path: Path) -> None:
     workbook = openpyxl.Workbook()
     plain = workbook.active
@@ -178,18 +193,29 @@ def test_cached_empty_text_is_a_value(tmp_path: Path) -> None:
     sheet["A1"], sheet["B1"], sheet["A2"] = '=""', "=1+1", "end"
     workbook.save(path)
     # Give the formulas the cached values Excel would have written.
-    with zipfile.ZipFile(path) as source:
-        parts = {info.filename: source.read(info) for info in source.infolist()}
-    xml = parts["xl/worksheets/sheet1.xml"].decode()
+    xml = _sheet_xml(path)
     xml, count = re.subn(r'<c r="A1"[^>]*><f>(.*?)</f><v\s*/>',
                          r'<c r="A1" t="str"><f>\1</f><v></v>', xml)
     xml, count2 = re.subn(r"<f>1\+1</f><v\s*/>", "<f>1+1</f><v>2</v>", xml)
     assert count == count2 == 1, xml
-    parts["xl/worksheets/sheet1.xml"] = xml.encode()
-    with zipfile.ZipFile(path, "w") as target:
-        for name, content in parts.items():
-            target.writestr(name, content)
+    _replace_sheet_xml(path, xml)
     assert _fast(path, 0) == b",2\nend,\n"
+
+
+def test_cells_without_references_are_placed_by_counting(tmp_path: Path) -> None:
+    path = tmp_path / "norefs.xlsx"
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet["A1"], sheet["C1"], sheet["B2"] = "a", "c", "b"
+    workbook.save(path)
+    xml = _sheet_xml(path)
+    # Some writers omit r=; a styled blank <c/> then still takes a column.
+    xml, count = re.subn(r'<c r="A1"([^>]*)>(.*?)</c><c r="C1"',
+                         r'<c\1>\2</c><c s="0"/><c', xml)
+    assert count == 1, xml
+    _replace_sheet_xml(path, xml)
+    assert _fast(path, 0) == b"a,,c\n,b,\n"
 
 
 @pytest.mark.parametrize("name", ["bad/poc-xmlbomb.xlsx", "bad/xlsx-corrupted.xlsx",

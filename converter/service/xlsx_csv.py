@@ -7,29 +7,38 @@ What the fast path writes (one sheet per call):
 - Numbers are written as stored, not as displayed: no number format is applied (no
   percent sign, currency, thousands separator or fixed decimals), rounded to 15
   significant digits as Excel and LibreOffice do (``0.1+0.2`` is ``0.3``), with ``.``
-  as decimal separator and Python's exponent form beyond that range (``1e+20``,
-  ``1e-05``). Integers below 10**15 are written as integers.
+  as decimal separator, positional from 1e-15 to 1e16 (``0.000001``,
+  ``1000000000000000``) and ``1.23456789012346E+19`` beyond. Integers below 10**15
+  are written as integers.
 - Cells with a date or time number format are written as ISO 8601: ``2024-01-15``
-  (a datetime at midnight), ``2024-01-15 13:45:30``, ``13:45:30`` (time only), with
-  ``.fff`` only when there are milliseconds; durations (``[h]:mm``) as ``26:03:00``.
+  (a datetime at midnight), ``2024-01-15 13:45:30``, ``13:45:30`` (a time without a
+  date), with ``.fff`` only when there are milliseconds; durations as ``26:03:00``.
 - Booleans are ``TRUE``/``FALSE``; error values their code (``#DIV/0!``, ``#N/A``).
 - Text is written as is. A field is quoted with ``"`` (doubled inside) only when it
   contains the delimiter, a quote, CR or LF. Lines end with LF.
 - The sheet is written from A1 to the last row and the last column that hold a value;
   every line has that many fields (formatting alone does not extend the area). Merged
-  cells keep their value in the top-left cell only. An empty sheet is one empty line.
+  cells keep their value in the top-left cell only. An empty sheet, or a chart sheet,
+  is one empty line. Hidden rows, columns and sheets are written like the others.
 - Characters the encoding cannot represent (windows-1252) become ``?``, one per
   character; ``utf-8-sig`` starts with a BOM.
 
-This matches LibreOffice's CSV export with "save cell contents as shown" false
+LibreOffice's CSV export with "save cell contents as shown" false
 (``libreoffice_filter_options``: ``44,34,76,1,,0,false,true,false,false,false,<sheet>``
-for comma and UTF-8) value for value,
-except that LibreOffice writes percentages as ``25%``, dates and times whose format is
-not ISO 8601 in the locale's input form (``01/15/2024``, ``01:45:30 PM``) and
-exponents as ``1E+020``.
+for comma and UTF-8) writes the same cells with the same values. It spells some of them
+differently: percentages as ``25%``, dates and times whose format is not ISO 8601 in
+the locale's input form (``01/15/2024``, ``01:45:30 PM``, ``12/30/1899 16:00:00`` for a
+time in a date format), exponents as ``1E+019``, and the 15th digit rounded from the
+decimal rather than the binary value. Its decimal separator and date order follow the
+process locale (``de_DE`` gives ``3,14`` and ``15.01.2024``) unless the profile pins
+``/org.openoffice.Setup/L10N/ooSetupSystemLocale``. Where LibreOffice recalculates on
+load regardless of the profile (formulas whose cached value is a boolean, an error or
+empty text; pivot tables, which it rebuilds with its own captions) it writes its own
+results, where the fast path keeps Excel's.
 
-Hostile or corrupt packages (a DTD in any part, no package relationships) raise
-UnprocessableDocument; anything else openpyxl cannot read raises NeedsLibreOffice.
+Hostile or corrupt packages (a DTD in any part, no package relationships, XML that is
+not well-formed) raise UnprocessableDocument; anything else openpyxl cannot read, or a
+worksheet it would misread (strict OOXML, rows out of order), raises NeedsLibreOffice.
 """
 
 from __future__ import annotations
