@@ -25,6 +25,7 @@ import pytest
 
 from converter.engine.profile import write_profile
 from converter.errors import InvalidRequest, UnprocessableDocument
+from converter.service import xlsx_csv
 from converter.service.xlsx_csv import (
     NeedsLibreOffice,
     libreoffice_filter_options,
@@ -231,6 +232,34 @@ def test_hostile_and_corrupt_packages_are_refused_quickly(corpus: Path, name: st
     assert out.getvalue() == b""
 
 
+def test_a_far_corner_cell_goes_to_libreoffice_instead_of_exhausting_memory(
+        tmp_path: Path) -> None:
+    path = tmp_path / "corner.xlsx"
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet["A1"], sheet["XFD1048576"] = "a", "z"  # 17 GB of commas if padded
+    workbook.save(path)
+    out = io.BytesIO()
+    started = time.monotonic()
+    with pytest.raises(NeedsLibreOffice, match="characters"):
+        write_csv(path, 0, out, ",", "utf-8")
+    assert time.monotonic() - started < 5
+    assert out.getvalue() == b""
+
+
+def test_large_packages_go_to_libreoffice(corpus: Path, monkeypatch: pytest.MonkeyPatch,
+                                          ) -> None:
+    path = corpus / FORMULAS
+    with zipfile.ZipFile(path) as archive:
+        unpacked = sum(info.file_size for info in archive.infolist())
+    _fast(path, 0)
+    # The real limit (256 MiB) set just below this workbook's unpacked size.
+    monkeypatch.setattr(xlsx_csv, "MAX_UNCOMPRESSED_BYTES", unpacked - 1)
+    with pytest.raises(NeedsLibreOffice, match="too large"):
+        _fast(path, 0)
+
+
 def test_unreadable_styles_need_libreoffice(corpus: Path) -> None:
     # picture.xlsx carries cellStyle attributes openpyxl's model rejects; LibreOffice reads it.
     with pytest.raises(NeedsLibreOffice):
@@ -346,6 +375,31 @@ def _assert_same_as_libreoffice(path: Path, sheets: list[str], profile: Path,
 def test_same_values_as_libreoffice(corpus: Path, lo_profile: Path, tmp_path: Path,
                                     name: str, sheets: list[str]) -> None:
     _assert_same_as_libreoffice(corpus / name, sheets, lo_profile, tmp_path)
+
+
+def test_libreoffice_recalculates_what_the_fast_path_keeps(
+        corpus: Path, lo_profile: Path, tmp_path: Path) -> None:
+    """By design: Excel's cached results are kept; LibreOffice recomputes some cells on load.
+
+    Even with recalculation off, LibreOffice recomputes formulas whose cached value is an
+    error, a boolean or empty text, with its own semantics (misc!A13 =0.5 where Excel
+    cached #VALUE!). Every differing cell must be such a formula, and the fast path must
+    hold Excel's cached value there.
+    """
+    path = corpus / "xlsx/FormulaEvalTestData_Copy.xlsx"
+    index = sheet_names(path).index("misc")
+    fast = _rows(_fast(path, index))
+    lo = _rows(_libreoffice(path, index + 1, lo_profile, tmp_path / "lo"))
+    cached = _reference(path)["misc"]
+    assert len(fast) == len(lo)
+    differing = [(r, c) for r, (ours, theirs) in enumerate(zip(fast, lo, strict=True), start=1)
+                 for c, (a, b) in enumerate(zip(ours, theirs, strict=True), start=1)
+                 if not _same(a, b)]
+    assert differing
+    for r, c in differing:
+        cell = cached.cell(r, c)
+        assert cell.data_type in ("e", "b") or cell.value is None, (r, c, cell.value)
+        _assert_cell(fast[r - 1][c - 1], cell.value, f"misc!{r},{c}")
 
 
 def test_generated_types_same_values_as_libreoffice(lo_profile: Path, tmp_path: Path) -> None:

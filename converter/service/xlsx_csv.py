@@ -83,6 +83,10 @@ _MAX_RELS_BYTES = 1 << 20
 # Beyond 15 significant digits a double holds binary noise that Excel never shows.
 _EXACT_INT = 10**15
 _MAX_ROW = 1_048_576
+# The fast path runs in the web process and holds a whole sheet in memory; anything
+# bigger goes to LibreOffice, whose supervised instances have memory limits and timeouts.
+MAX_UNCOMPRESSED_BYTES = 256 * 1024 * 1024
+MAX_OUTPUT_CHARS = 256 * 1024 * 1024
 _POSITIONAL_MIN = 1e-15
 _POSITIONAL_MAX = 1e16
 
@@ -146,6 +150,10 @@ def _check_package(path: Path) -> None:
     """Refuse what is not a readable OPC package, or carries a DTD, before parsing it."""
     try:
         with zipfile.ZipFile(path) as archive:
+            # Declared sizes bound what zipfile will inflate (it stops there, CRC fails).
+            declared = sum(info.file_size for info in archive.infolist())
+            if declared > MAX_UNCOMPRESSED_BYTES:
+                raise NeedsLibreOffice(f"{declared} bytes unpacked is too large for the fast path")
             for info in archive.infolist():
                 if info.filename.endswith((".xml", ".rels")) and not info.is_dir():
                     with archive.open(info) as member:
@@ -354,6 +362,10 @@ def _render(rows: Iterator[tuple[int, list[str]]], delimiter: str) -> str:
         width = max(width, len(texts))
     if not lines:
         return "\n"
+    # Padding is where a tiny hostile sheet (one value at XFD1048576) would explode.
+    size = lines[-1][0] * width + sum(len(line) for _, line, _ in lines)
+    if size > MAX_OUTPUT_CHARS:
+        raise NeedsLibreOffice(f"the CSV would be about {size} characters")
     parts: list[str] = []
     empty = delimiter * (width - 1) + "\n"
     previous = 0
