@@ -232,6 +232,22 @@ def test_hostile_and_corrupt_packages_are_refused_quickly(corpus: Path, name: st
     assert out.getvalue() == b""
 
 
+@pytest.mark.parametrize("prolog", [
+    '<!-- <decoy> --><!DOCTYPE worksheet [<!ENTITY a "aaaaaaaa">]>',
+    "<!--" + " " * 70000 + "-->",  # padding that pushes a DTD out of sight
+])
+def test_dtds_are_refused_wherever_the_prolog_hides_them(tmp_path: Path, prolog: str) -> None:
+    path = tmp_path / "dtd.xlsx"
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet["A1"] = "a"
+    workbook.save(path)
+    _replace_sheet_xml(path, '<?xml version="1.0"?>' + prolog + _sheet_xml(path))
+    with pytest.raises(UnprocessableDocument, match="sheet1.xml"):
+        write_csv(path, 0, io.BytesIO(), ",", "utf-8")
+
+
 def test_a_far_corner_cell_goes_to_libreoffice_instead_of_exhausting_memory(
         tmp_path: Path) -> None:
     path = tmp_path / "corner.xlsx"

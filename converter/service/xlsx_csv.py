@@ -44,14 +44,13 @@ worksheet it would misread (strict OOXML, rows out of order), raises NeedsLibreO
 from __future__ import annotations
 
 import datetime as dt
-import io
 import re
 import zipfile
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, BinaryIO
-from xml.etree.ElementTree import ParseError, iterparse
+from xml.etree.ElementTree import ParseError, fromstring, iterparse
 
 import openpyxl
 from openpyxl.chartsheet import Chartsheet
@@ -78,7 +77,8 @@ _OFFICE_DOCUMENT = "/officeDocument"
 # Office writers put the root element within the first few hundred bytes; a prolog
 # longer than this is treated as an attempt to hide a DTD behind padding.
 _PROLOG_LIMIT = 65536
-_FIRST_ELEMENT = re.compile(rb"<[A-Za-z_]")
+_PROLOG_ITEM = re.compile(rb"\s+|<\?.*?\?>|<!--.*?-->", re.DOTALL)
+_ELEMENT_START = re.compile(rb"<[A-Za-z_]")
 _MAX_RELS_BYTES = 1 << 20
 # Beyond 15 significant digits a double holds binary noise that Excel never shows.
 _EXACT_INT = 10**15
@@ -163,7 +163,7 @@ def _check_package(path: Path) -> None:
             NotImplementedError) as exc:
         raise UnprocessableDocument(f"not a readable xlsx package: {exc}") from None
     try:
-        root = _parse_xml(rels)
+        root = fromstring(rels)  # its prolog was checked above: no DTD
     except ParseError as exc:
         raise UnprocessableDocument(f"the package relationships are corrupt: {exc}") from None
     if not any(rel.get("Type", "").endswith(_OFFICE_DOCUMENT) for rel in root):
@@ -172,22 +172,32 @@ def _check_package(path: Path) -> None:
 
 def _check_prolog(name: str, member: IO[bytes]) -> None:
     """Raise if an XML part declares a DTD (entity bombs, external entities)."""
-    head = b""
-    while len(head) < _PROLOG_LIMIT:
-        chunk = member.read(4096)
-        if not chunk:
-            break
-        head += chunk
-        # UTF-16 parts: dropping the zero bytes leaves the ASCII markup searchable.
-        flat = head.replace(b"\x00", b"")
-        start = _FIRST_ELEMENT.search(flat)
-        if start is not None:
-            if b"<!DOCTYPE" in flat[:start.start()] or b"<!ENTITY" in flat[:start.start()]:
-                raise UnprocessableDocument(f"{name} declares a DTD; office documents do not")
-            return
-    if head:
-        raise UnprocessableDocument(f"{name} has no root element in its first "
-                                    f"{_PROLOG_LIMIT} bytes")
+    head = member.read(4096)
+    verdict = _prolog_verdict(head)
+    if verdict is None and len(head) == 4096:
+        head += member.read(_PROLOG_LIMIT - len(head))
+        verdict = _prolog_verdict(head)
+        if verdict is None and len(head) >= _PROLOG_LIMIT:
+            raise UnprocessableDocument(f"{name} has no root element in its first "
+                                        f"{_PROLOG_LIMIT} bytes")
+    if verdict is False:
+        raise UnprocessableDocument(f"{name} declares a DTD; office documents do not")
+
+
+def _prolog_verdict(head: bytes) -> bool | None:
+    """True: the root element starts after a clean prolog; False: a DTD; None: unknown."""
+    # UTF-16 parts: dropping the zero bytes leaves the ASCII markup searchable.
+    flat = head.replace(b"\x00", b"").lstrip(b"\xef\xbb\xbf\xfe\xff")
+    position = 0
+    # Skip what may precede the root element (declaration, comments, PIs, space) so
+    # that markup quoted inside a comment cannot pass for the root.
+    while (item := _PROLOG_ITEM.match(flat, position)) is not None:
+        position = item.end()
+    if flat.startswith(b"<!DOCTYPE", position) or flat.startswith(b"<!ENTITY", position):
+        return False
+    if _ELEMENT_START.match(flat, position):
+        return True
+    return None
 
 
 def _read_capped(archive: zipfile.ZipFile, name: str) -> bytes:
@@ -199,15 +209,6 @@ def _read_capped(archive: zipfile.ZipFile, name: str) -> bytes:
     if len(data) > _MAX_RELS_BYTES:
         raise UnprocessableDocument("_rels/.rels is implausibly large")
     return data
-
-
-def _parse_xml(data: bytes) -> Any:
-    """Parse a small XML document with the streaming parser (no tree builder state kept)."""
-    root = None
-    for event, element in iterparse(io.BytesIO(data), events=("start",)):
-        if event == "start" and root is None:
-            root = element
-    return root
 
 
 def _load(path: Path) -> Workbook:
