@@ -109,11 +109,11 @@ def write_csv(path: Path, sheet_index: int, out: BinaryIO, delimiter: str,
               encoding: str) -> None:
     """Write sheet ``sheet_index`` (0-based) of an xlsx as CSV to ``out``, all or nothing."""
     if delimiter not in DELIMITERS:
-        raise InvalidRequest(f"delimiter must be one of {DELIMITERS!r}", field="delimiter",
+        raise InvalidRequest(f"delimiter must be one of {DELIMITERS!r}", field="options.delimiter",
                              valid_values=list(DELIMITERS))
     if encoding not in ENCODINGS:
         raise InvalidRequest(f"encoding must be one of {', '.join(ENCODINGS)}",
-                             field="encoding", valid_values=list(ENCODINGS))
+                             field="options.encoding", valid_values=list(ENCODINGS))
     _check_package(path)
     workbook = _load(path)
     try:
@@ -121,7 +121,7 @@ def write_csv(path: Path, sheet_index: int, out: BinaryIO, delimiter: str,
         if not 0 <= sheet_index < len(names):
             raise InvalidRequest(
                 f"sheet {sheet_index + 1} does not exist; the workbook has {len(names)}",
-                field="sheet")
+                field="options.sheet")
         sheet = workbook[names[sheet_index]]
         if isinstance(sheet, Chartsheet):
             # LibreOffice imports a chart sheet as a sheet without cells.
