@@ -219,6 +219,23 @@ def test_cells_without_references_are_placed_by_counting(tmp_path: Path) -> None
     assert _fast(path, 0) == b"a,,c\n,b,\n"
 
 
+@pytest.mark.parametrize("cell", ['<c r="A1" t="s"><v>99</v></c>', '<c r="A1"><v>abc</v></c>'])
+def test_cells_openpyxl_cannot_read_need_libreoffice(tmp_path: Path, cell: str) -> None:
+    path = tmp_path / "odd.xlsx"
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet["A1"] = "a"
+    workbook.save(path)
+    xml, count = re.subn(r'<c r="A1".*?</c>', cell, _sheet_xml(path))
+    assert count == 1
+    _replace_sheet_xml(path, xml)
+    out = io.BytesIO()
+    with pytest.raises(NeedsLibreOffice, match="row 1"):
+        write_csv(path, 0, out, ",", "utf-8")
+    assert out.getvalue() == b""
+
+
 @pytest.mark.parametrize("name", ["bad/poc-xmlbomb.xlsx", "bad/xlsx-corrupted.xlsx",
                                   "bad/RtfParserTest_fail_5.rtf", "bad/truncated62886.docx"])
 def test_hostile_and_corrupt_packages_are_refused_quickly(corpus: Path, name: str) -> None:

@@ -250,7 +250,13 @@ def _sheet_rows(workbook: Workbook, sheet: ReadOnlyWorksheet) -> Iterator[tuple[
             previous = 0
             for _, element in events:
                 if element.tag == _ROW:
-                    number, cells = _parse_row(parser, element, previous)
+                    try:
+                        number, cells = _parse_row(parser, element, previous)
+                    except (IndexError, KeyError, ValueError, TypeError, OverflowError) as exc:
+                        # A shared-string index past the table, "abc" in a number cell:
+                        # LibreOffice has its own ways of reading such cells.
+                        raise NeedsLibreOffice(f"openpyxl cannot read row {previous + 1} "
+                                               f"or the next: {exc!r}") from None
                     # The emptied <row> stays in the tree, a few dozen bytes per row.
                     element.clear()
                     if number <= previous or number > _MAX_ROW:
