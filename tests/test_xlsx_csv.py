@@ -358,9 +358,10 @@ def lo_profile(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_profile(tmp_path_factory.mktemp("lo-profile"))
 
 
-def _libreoffice(path: Path, sheet_number: int, profile: Path, outdir: Path) -> bytes:
+def _libreoffice(path: Path, sheet_number: int, profile: Path, outdir: Path,
+                 delimiter: str = ",") -> bytes:
     outdir.mkdir()
-    options = libreoffice_filter_options(sheet_number, ",", "utf-8")
+    options = libreoffice_filter_options(sheet_number, delimiter, "utf-8")
     subprocess.run(
         ["soffice", f"-env:UserInstallation={profile.as_uri()}", "--headless",
          "--convert-to", f"csv:Text - txt - csv (StarCalc):{options}",
@@ -378,14 +379,15 @@ _DISPLAY_ONLY = re.compile(
 
 
 def _assert_same_as_libreoffice(path: Path, sheets: list[str], profile: Path,
-                                tmp_path: Path) -> int:
+                                tmp_path: Path, delimiter: str = ",") -> int:
     """Compare value by value; return how many cells differ only in how they are written."""
     names = sheet_names(path)
     display_only = 0
     for title in sheets:
         index = names.index(title)
-        fast = _rows(_fast(path, index))
-        lo = _rows(_libreoffice(path, index + 1, profile, tmp_path / f"lo-{index}"))
+        fast = _rows(_fast(path, index, delimiter), delimiter)
+        lo = _rows(_libreoffice(path, index + 1, profile, tmp_path / f"lo-{index}", delimiter),
+                   delimiter)
         assert len(fast) == len(lo), title
         for r, (ours, theirs) in enumerate(zip(fast, lo, strict=True), start=1):
             assert len(ours) == len(theirs), (title, r)
@@ -435,7 +437,9 @@ def test_libreoffice_recalculates_what_the_fast_path_keeps(
         _assert_cell(fast[r - 1][c - 1], cell.value, f"misc!{r},{c}")
 
 
-def test_generated_types_same_values_as_libreoffice(lo_profile: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+def test_generated_types_same_values_as_libreoffice(lo_profile: Path, tmp_path: Path,
+                                                    delimiter: str) -> None:
     workbook = openpyxl.Workbook()
     sheet = workbook.active
     assert sheet is not None
@@ -460,5 +464,5 @@ def test_generated_types_same_values_as_libreoffice(lo_profile: Path, tmp_path: 
     workbook.save(path)
     # Written differently, same value: 25%, 01/15/2024 (d mmm yyyy), 01:45:30 PM and
     # 1.23456789012346E+019. Currency, grouping and fixed decimals come out raw on both.
-    assert _assert_same_as_libreoffice(path, ["Types"], lo_profile, tmp_path) == 4
-    assert len(_rows(_fast(path, 0))) == len(values) + 3
+    assert _assert_same_as_libreoffice(path, ["Types"], lo_profile, tmp_path, delimiter) == 4
+    assert len(_rows(_fast(path, 0, delimiter), delimiter)) == len(values) + 3
