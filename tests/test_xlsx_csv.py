@@ -25,6 +25,7 @@ import pytest
 
 from converter.engine.profile import write_profile
 from converter.errors import InvalidRequest, UnprocessableDocument
+from converter.service import xlsx_csv
 from converter.service.xlsx_csv import (
     NeedsLibreOffice,
     libreoffice_filter_options,
@@ -153,6 +154,21 @@ def test_encodings(corpus: Path, tmp_path: Path) -> None:
     assert _rows(western, encoding="windows-1252")[9][0] == "é€"
 
 
+def _sheet_xml(path: Path) -> str:
+    with zipfile.ZipFile(path) as source:
+        return source.read("xl/worksheets/sheet1.xml").decode()
+
+
+def _replace_sheet_xml(path: Path, xml: str) -> None:
+    """Rewrite the first sheet's XML, for cells openpyxl's writer cannot produce."""
+    with zipfile.ZipFile(path) as source:
+        parts = {info.filename: source.read(info) for info in source.infolist()}
+    parts["xl/worksheets/sheet1.xml"] = xml.encode()
+    with zipfile.ZipFile(path, "w") as target:
+        for name, content in parts.items():
+            target.writestr(name, content)
+
+
 def test_formulas_without_cached_values_need_libreoffice(tmp_path: Path) -> None:
     workbook = openpyxl.Workbook()
     plain = workbook.active
@@ -178,18 +194,46 @@ def test_cached_empty_text_is_a_value(tmp_path: Path) -> None:
     sheet["A1"], sheet["B1"], sheet["A2"] = '=""', "=1+1", "end"
     workbook.save(path)
     # Give the formulas the cached values Excel would have written.
-    with zipfile.ZipFile(path) as source:
-        parts = {info.filename: source.read(info) for info in source.infolist()}
-    xml = parts["xl/worksheets/sheet1.xml"].decode()
+    xml = _sheet_xml(path)
     xml, count = re.subn(r'<c r="A1"[^>]*><f>(.*?)</f><v\s*/>',
                          r'<c r="A1" t="str"><f>\1</f><v></v>', xml)
     xml, count2 = re.subn(r"<f>1\+1</f><v\s*/>", "<f>1+1</f><v>2</v>", xml)
     assert count == count2 == 1, xml
-    parts["xl/worksheets/sheet1.xml"] = xml.encode()
-    with zipfile.ZipFile(path, "w") as target:
-        for name, content in parts.items():
-            target.writestr(name, content)
+    _replace_sheet_xml(path, xml)
     assert _fast(path, 0) == b",2\nend,\n"
+
+
+def test_cells_without_references_are_placed_by_counting(tmp_path: Path) -> None:
+    path = tmp_path / "norefs.xlsx"
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet["A1"], sheet["C1"], sheet["B2"] = "a", "c", "b"
+    workbook.save(path)
+    xml = _sheet_xml(path)
+    # Some writers omit r=; a styled blank <c/> then still takes a column.
+    xml, count = re.subn(r'<c r="A1"([^>]*)>(.*?)</c><c r="C1"',
+                         r'<c\1>\2</c><c s="0"/><c', xml)
+    assert count == 1, xml
+    _replace_sheet_xml(path, xml)
+    assert _fast(path, 0) == b"a,,c\n,b,\n"
+
+
+@pytest.mark.parametrize("cell", ['<c r="A1" t="s"><v>99</v></c>', '<c r="A1"><v>abc</v></c>'])
+def test_cells_openpyxl_cannot_read_need_libreoffice(tmp_path: Path, cell: str) -> None:
+    path = tmp_path / "odd.xlsx"
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet["A1"] = "a"
+    workbook.save(path)
+    xml, count = re.subn(r'<c r="A1".*?</c>', cell, _sheet_xml(path))
+    assert count == 1
+    _replace_sheet_xml(path, xml)
+    out = io.BytesIO()
+    with pytest.raises(NeedsLibreOffice, match="row 1"):
+        write_csv(path, 0, out, ",", "utf-8")
+    assert out.getvalue() == b""
 
 
 @pytest.mark.parametrize("name", ["bad/poc-xmlbomb.xlsx", "bad/xlsx-corrupted.xlsx",
@@ -203,6 +247,50 @@ def test_hostile_and_corrupt_packages_are_refused_quickly(corpus: Path, name: st
         sheet_names(corpus / name)
     assert time.monotonic() - started < 5
     assert out.getvalue() == b""
+
+
+@pytest.mark.parametrize("prolog", [
+    '<!-- <decoy> --><!DOCTYPE worksheet [<!ENTITY a "aaaaaaaa">]>',
+    "<!--" + " " * 70000 + "-->",  # padding that pushes a DTD out of sight
+])
+def test_dtds_are_refused_wherever_the_prolog_hides_them(tmp_path: Path, prolog: str) -> None:
+    path = tmp_path / "dtd.xlsx"
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet["A1"] = "a"
+    workbook.save(path)
+    _replace_sheet_xml(path, '<?xml version="1.0"?>' + prolog + _sheet_xml(path))
+    with pytest.raises(UnprocessableDocument, match="sheet1.xml"):
+        write_csv(path, 0, io.BytesIO(), ",", "utf-8")
+
+
+def test_a_far_corner_cell_goes_to_libreoffice_instead_of_exhausting_memory(
+        tmp_path: Path) -> None:
+    path = tmp_path / "corner.xlsx"
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet["A1"], sheet["XFD1048576"] = "a", "z"  # 17 GB of commas if padded
+    workbook.save(path)
+    out = io.BytesIO()
+    started = time.monotonic()
+    with pytest.raises(NeedsLibreOffice, match="characters"):
+        write_csv(path, 0, out, ",", "utf-8")
+    assert time.monotonic() - started < 5
+    assert out.getvalue() == b""
+
+
+def test_large_packages_go_to_libreoffice(corpus: Path, monkeypatch: pytest.MonkeyPatch,
+                                          ) -> None:
+    path = corpus / FORMULAS
+    with zipfile.ZipFile(path) as archive:
+        unpacked = sum(info.file_size for info in archive.infolist())
+    _fast(path, 0)
+    # The real limit (256 MiB) set just below this workbook's unpacked size.
+    monkeypatch.setattr(xlsx_csv, "MAX_UNCOMPRESSED_BYTES", unpacked - 1)
+    with pytest.raises(NeedsLibreOffice, match="too large"):
+        _fast(path, 0)
 
 
 def test_unreadable_styles_need_libreoffice(corpus: Path) -> None:
@@ -270,9 +358,10 @@ def lo_profile(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_profile(tmp_path_factory.mktemp("lo-profile"))
 
 
-def _libreoffice(path: Path, sheet_number: int, profile: Path, outdir: Path) -> bytes:
+def _libreoffice(path: Path, sheet_number: int, profile: Path, outdir: Path,
+                 delimiter: str = ",") -> bytes:
     outdir.mkdir()
-    options = libreoffice_filter_options(sheet_number, ",", "utf-8")
+    options = libreoffice_filter_options(sheet_number, delimiter, "utf-8")
     subprocess.run(
         ["soffice", f"-env:UserInstallation={profile.as_uri()}", "--headless",
          "--convert-to", f"csv:Text - txt - csv (StarCalc):{options}",
@@ -290,14 +379,15 @@ _DISPLAY_ONLY = re.compile(
 
 
 def _assert_same_as_libreoffice(path: Path, sheets: list[str], profile: Path,
-                                tmp_path: Path) -> int:
+                                tmp_path: Path, delimiter: str = ",") -> int:
     """Compare value by value; return how many cells differ only in how they are written."""
     names = sheet_names(path)
     display_only = 0
     for title in sheets:
         index = names.index(title)
-        fast = _rows(_fast(path, index))
-        lo = _rows(_libreoffice(path, index + 1, profile, tmp_path / f"lo-{index}"))
+        fast = _rows(_fast(path, index, delimiter), delimiter)
+        lo = _rows(_libreoffice(path, index + 1, profile, tmp_path / f"lo-{index}", delimiter),
+                   delimiter)
         assert len(fast) == len(lo), title
         for r, (ours, theirs) in enumerate(zip(fast, lo, strict=True), start=1):
             assert len(ours) == len(theirs), (title, r)
@@ -322,7 +412,34 @@ def test_same_values_as_libreoffice(corpus: Path, lo_profile: Path, tmp_path: Pa
     _assert_same_as_libreoffice(corpus / name, sheets, lo_profile, tmp_path)
 
 
-def test_generated_types_same_values_as_libreoffice(lo_profile: Path, tmp_path: Path) -> None:
+def test_libreoffice_recalculates_what_the_fast_path_keeps(
+        corpus: Path, lo_profile: Path, tmp_path: Path) -> None:
+    """By design: Excel's cached results are kept; LibreOffice recomputes some cells on load.
+
+    Even with recalculation off, LibreOffice recomputes formulas whose cached value is an
+    error, a boolean or empty text, with its own semantics (misc!A13 =0.5 where Excel
+    cached #VALUE!). Every differing cell must be such a formula, and the fast path must
+    hold Excel's cached value there.
+    """
+    path = corpus / "xlsx/FormulaEvalTestData_Copy.xlsx"
+    index = sheet_names(path).index("misc")
+    fast = _rows(_fast(path, index))
+    lo = _rows(_libreoffice(path, index + 1, lo_profile, tmp_path / "lo"))
+    cached = _reference(path)["misc"]
+    assert len(fast) == len(lo)
+    differing = [(r, c) for r, (ours, theirs) in enumerate(zip(fast, lo, strict=True), start=1)
+                 for c, (a, b) in enumerate(zip(ours, theirs, strict=True), start=1)
+                 if not _same(a, b)]
+    assert differing
+    for r, c in differing:
+        cell = cached.cell(r, c)
+        assert cell.data_type in ("e", "b") or cell.value is None, (r, c, cell.value)
+        _assert_cell(fast[r - 1][c - 1], cell.value, f"misc!{r},{c}")
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+def test_generated_types_same_values_as_libreoffice(lo_profile: Path, tmp_path: Path,
+                                                    delimiter: str) -> None:
     workbook = openpyxl.Workbook()
     sheet = workbook.active
     assert sheet is not None
@@ -347,5 +464,5 @@ def test_generated_types_same_values_as_libreoffice(lo_profile: Path, tmp_path: 
     workbook.save(path)
     # Written differently, same value: 25%, 01/15/2024 (d mmm yyyy), 01:45:30 PM and
     # 1.23456789012346E+019. Currency, grouping and fixed decimals come out raw on both.
-    assert _assert_same_as_libreoffice(path, ["Types"], lo_profile, tmp_path) == 4
-    assert len(_rows(_fast(path, 0))) == len(values) + 3
+    assert _assert_same_as_libreoffice(path, ["Types"], lo_profile, tmp_path, delimiter) == 4
+    assert len(_rows(_fast(path, 0, delimiter), delimiter)) == len(values) + 3

@@ -7,42 +7,50 @@ What the fast path writes (one sheet per call):
 - Numbers are written as stored, not as displayed: no number format is applied (no
   percent sign, currency, thousands separator or fixed decimals), rounded to 15
   significant digits as Excel and LibreOffice do (``0.1+0.2`` is ``0.3``), with ``.``
-  as decimal separator and Python's exponent form beyond that range (``1e+20``,
-  ``1e-05``). Integers below 10**15 are written as integers.
+  as decimal separator, positional from 1e-15 to 1e16 (``0.000001``,
+  ``1000000000000000``) and ``1.23456789012346E+19`` beyond. Integers below 10**15
+  are written as integers.
 - Cells with a date or time number format are written as ISO 8601: ``2024-01-15``
-  (a datetime at midnight), ``2024-01-15 13:45:30``, ``13:45:30`` (time only), with
-  ``.fff`` only when there are milliseconds; durations (``[h]:mm``) as ``26:03:00``.
+  (a datetime at midnight), ``2024-01-15 13:45:30``, ``13:45:30`` (a time without a
+  date), with ``.fff`` only when there are milliseconds; durations as ``26:03:00``.
 - Booleans are ``TRUE``/``FALSE``; error values their code (``#DIV/0!``, ``#N/A``).
 - Text is written as is. A field is quoted with ``"`` (doubled inside) only when it
   contains the delimiter, a quote, CR or LF. Lines end with LF.
 - The sheet is written from A1 to the last row and the last column that hold a value;
   every line has that many fields (formatting alone does not extend the area). Merged
-  cells keep their value in the top-left cell only. An empty sheet is one empty line.
+  cells keep their value in the top-left cell only. An empty sheet, or a chart sheet,
+  is one empty line. Hidden rows, columns and sheets are written like the others.
 - Characters the encoding cannot represent (windows-1252) become ``?``, one per
   character; ``utf-8-sig`` starts with a BOM.
 
-This matches LibreOffice's CSV export with "save cell contents as shown" false
+LibreOffice's CSV export with "save cell contents as shown" false
 (``libreoffice_filter_options``: ``44,34,76,1,,0,false,true,false,false,false,<sheet>``
-for comma and UTF-8) value for value,
-except that LibreOffice writes percentages as ``25%``, dates and times whose format is
-not ISO 8601 in the locale's input form (``01/15/2024``, ``01:45:30 PM``) and
-exponents as ``1E+020``.
+for comma and UTF-8) writes the same cells with the same values. It spells some of them
+differently: percentages as ``25%``, dates and times whose format is not ISO 8601 in
+the locale's input form (``01/15/2024``, ``01:45:30 PM``, ``12/30/1899 16:00:00`` for a
+time in a date format), exponents as ``1E+019``, and the 15th digit rounded from the
+decimal rather than the binary value. Its decimal separator and date order follow the
+process locale (``de_DE`` gives ``3,14`` and ``15.01.2024``) unless the profile pins
+``/org.openoffice.Setup/L10N/ooSetupSystemLocale``. Where LibreOffice recalculates on
+load regardless of the profile (formulas whose cached value is a boolean, an error or
+empty text; pivot tables, which it rebuilds with its own captions) it writes its own
+results, where the fast path keeps Excel's.
 
-Hostile or corrupt packages (a DTD in any part, no package relationships) raise
-UnprocessableDocument; anything else openpyxl cannot read raises NeedsLibreOffice.
+Hostile or corrupt packages (a DTD in any part, no package relationships, XML that is
+not well-formed) raise UnprocessableDocument; anything else openpyxl cannot read, or a
+worksheet it would misread (strict OOXML, rows out of order), raises NeedsLibreOffice.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import io
 import re
 import zipfile
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, BinaryIO
-from xml.etree.ElementTree import ParseError, iterparse
+from xml.etree.ElementTree import ParseError, fromstring, iterparse
 
 import openpyxl
 from openpyxl.chartsheet import Chartsheet
@@ -63,18 +71,22 @@ _LO_CHARSETS = {"utf-8": 76, "utf-8-sig": 76, "windows-1252": 1}
 
 _ROW = f"{{{SHEET_MAIN_NS}}}row"
 _SHEET_DATA = f"{{{SHEET_MAIN_NS}}}sheetData"
-_WORKSHEET = f"{{{SHEET_MAIN_NS}}}worksheet"
 _FORMULA = f"{{{SHEET_MAIN_NS}}}f"
 _VALUE = f"{{{SHEET_MAIN_NS}}}v"
 _OFFICE_DOCUMENT = "/officeDocument"
 # Office writers put the root element within the first few hundred bytes; a prolog
 # longer than this is treated as an attempt to hide a DTD behind padding.
 _PROLOG_LIMIT = 65536
-_FIRST_ELEMENT = re.compile(rb"<[A-Za-z_]")
+_PROLOG_ITEM = re.compile(rb"\s+|<\?.*?\?>|<!--.*?-->", re.DOTALL)
+_ELEMENT_START = re.compile(rb"<[A-Za-z_]")
 _MAX_RELS_BYTES = 1 << 20
 # Beyond 15 significant digits a double holds binary noise that Excel never shows.
 _EXACT_INT = 10**15
 _MAX_ROW = 1_048_576
+# The fast path runs in the web process and holds a whole sheet in memory; anything
+# bigger goes to LibreOffice, whose supervised instances have memory limits and timeouts.
+MAX_UNCOMPRESSED_BYTES = 256 * 1024 * 1024
+MAX_OUTPUT_CHARS = 256 * 1024 * 1024
 _POSITIONAL_MIN = 1e-15
 _POSITIONAL_MAX = 1e16
 
@@ -97,11 +109,11 @@ def write_csv(path: Path, sheet_index: int, out: BinaryIO, delimiter: str,
               encoding: str) -> None:
     """Write sheet ``sheet_index`` (0-based) of an xlsx as CSV to ``out``, all or nothing."""
     if delimiter not in DELIMITERS:
-        raise InvalidRequest(f"delimiter must be one of {DELIMITERS!r}", field="delimiter",
+        raise InvalidRequest(f"delimiter must be one of {DELIMITERS!r}", field="options.delimiter",
                              valid_values=list(DELIMITERS))
     if encoding not in ENCODINGS:
         raise InvalidRequest(f"encoding must be one of {', '.join(ENCODINGS)}",
-                             field="encoding", valid_values=list(ENCODINGS))
+                             field="options.encoding", valid_values=list(ENCODINGS))
     _check_package(path)
     workbook = _load(path)
     try:
@@ -109,7 +121,7 @@ def write_csv(path: Path, sheet_index: int, out: BinaryIO, delimiter: str,
         if not 0 <= sheet_index < len(names):
             raise InvalidRequest(
                 f"sheet {sheet_index + 1} does not exist; the workbook has {len(names)}",
-                field="sheet")
+                field="options.sheet")
         sheet = workbook[names[sheet_index]]
         if isinstance(sheet, Chartsheet):
             # LibreOffice imports a chart sheet as a sheet without cells.
@@ -138,6 +150,10 @@ def _check_package(path: Path) -> None:
     """Refuse what is not a readable OPC package, or carries a DTD, before parsing it."""
     try:
         with zipfile.ZipFile(path) as archive:
+            # Declared sizes bound what zipfile will inflate (it stops there, CRC fails).
+            declared = sum(info.file_size for info in archive.infolist())
+            if declared > MAX_UNCOMPRESSED_BYTES:
+                raise NeedsLibreOffice(f"{declared} bytes unpacked is too large for the fast path")
             for info in archive.infolist():
                 if info.filename.endswith((".xml", ".rels")) and not info.is_dir():
                     with archive.open(info) as member:
@@ -147,7 +163,7 @@ def _check_package(path: Path) -> None:
             NotImplementedError) as exc:
         raise UnprocessableDocument(f"not a readable xlsx package: {exc}") from None
     try:
-        root = _parse_xml(rels)
+        root = fromstring(rels)  # its prolog was checked above: no DTD
     except ParseError as exc:
         raise UnprocessableDocument(f"the package relationships are corrupt: {exc}") from None
     if not any(rel.get("Type", "").endswith(_OFFICE_DOCUMENT) for rel in root):
@@ -156,22 +172,32 @@ def _check_package(path: Path) -> None:
 
 def _check_prolog(name: str, member: IO[bytes]) -> None:
     """Raise if an XML part declares a DTD (entity bombs, external entities)."""
-    head = b""
-    while len(head) < _PROLOG_LIMIT:
-        chunk = member.read(4096)
-        if not chunk:
-            break
-        head += chunk
-        # UTF-16 parts: dropping the zero bytes leaves the ASCII markup searchable.
-        flat = head.replace(b"\x00", b"")
-        start = _FIRST_ELEMENT.search(flat)
-        if start is not None:
-            if b"<!DOCTYPE" in flat[:start.start()] or b"<!ENTITY" in flat[:start.start()]:
-                raise UnprocessableDocument(f"{name} declares a DTD; office documents do not")
-            return
-    if head:
-        raise UnprocessableDocument(f"{name} has no root element in its first "
-                                    f"{_PROLOG_LIMIT} bytes")
+    head = member.read(4096)
+    verdict = _prolog_verdict(head)
+    if verdict is None and len(head) == 4096:
+        head += member.read(_PROLOG_LIMIT - len(head))
+        verdict = _prolog_verdict(head)
+        if verdict is None and len(head) >= _PROLOG_LIMIT:
+            raise UnprocessableDocument(f"{name} has no root element in its first "
+                                        f"{_PROLOG_LIMIT} bytes")
+    if verdict is False:
+        raise UnprocessableDocument(f"{name} declares a DTD; office documents do not")
+
+
+def _prolog_verdict(head: bytes) -> bool | None:
+    """True: the root element starts after a clean prolog; False: a DTD; None: unknown."""
+    # UTF-16 parts: dropping the zero bytes leaves the ASCII markup searchable.
+    flat = head.replace(b"\x00", b"").lstrip(b"\xef\xbb\xbf\xfe\xff")
+    position = 0
+    # Skip what may precede the root element (declaration, comments, PIs, space) so
+    # that markup quoted inside a comment cannot pass for the root.
+    while (item := _PROLOG_ITEM.match(flat, position)) is not None:
+        position = item.end()
+    if flat.startswith(b"<!DOCTYPE", position) or flat.startswith(b"<!ENTITY", position):
+        return False
+    if _ELEMENT_START.match(flat, position):
+        return True
+    return None
 
 
 def _read_capped(archive: zipfile.ZipFile, name: str) -> bytes:
@@ -183,15 +209,6 @@ def _read_capped(archive: zipfile.ZipFile, name: str) -> bytes:
     if len(data) > _MAX_RELS_BYTES:
         raise UnprocessableDocument("_rels/.rels is implausibly large")
     return data
-
-
-def _parse_xml(data: bytes) -> Any:
-    """Parse a small XML document with the streaming parser (no tree builder state kept)."""
-    root = None
-    for event, element in iterparse(io.BytesIO(data), events=("start",)):
-        if event == "start" and root is None:
-            root = element
-    return root
 
 
 def _load(path: Path) -> Workbook:
@@ -228,22 +245,20 @@ def _sheet_rows(workbook: Workbook, sheet: ReadOnlyWorksheet) -> Iterator[tuple[
             epoch=workbook.epoch, date_formats=workbook._date_formats,  # type: ignore[attr-defined]
             timedelta_formats=workbook._timedelta_formats)  # type: ignore[attr-defined]
         try:
-            events = iterparse(source, events=("start", "end"))
-            _, root = next(events)
-            if root.tag != _WORKSHEET:
-                raise NeedsLibreOffice(f"unsupported worksheet root {root.tag}")
+            # End events only: a second event per element costs more than it saves.
+            events = iterparse(source, events=("end",))
             previous = 0
-            sheet_data = None
-            for event, element in events:
-                if event == "start":
-                    if element.tag == _SHEET_DATA:
-                        sheet_data = element
-                    continue
+            for _, element in events:
                 if element.tag == _ROW:
-                    number, cells = parser.parse_row(element)
-                    # Rows already yielded are dropped so memory stays flat on long sheets.
-                    if sheet_data is not None:
-                        sheet_data.clear()
+                    try:
+                        number, cells = _parse_row(parser, element, previous)
+                    except (IndexError, KeyError, ValueError, TypeError, OverflowError) as exc:
+                        # A shared-string index past the table, "abc" in a number cell:
+                        # LibreOffice has its own ways of reading such cells.
+                        raise NeedsLibreOffice(f"openpyxl cannot read row {previous + 1} "
+                                               f"or the next: {exc!r}") from None
+                    # The emptied <row> stays in the tree, a few dozen bytes per row.
+                    element.clear()
                     if number <= previous or number > _MAX_ROW:
                         raise NeedsLibreOffice(f"row {number} is out of order or range")
                     previous = number
@@ -253,8 +268,25 @@ def _sheet_rows(workbook: Workbook, sheet: ReadOnlyWorksheet) -> Iterator[tuple[
                 elif element.tag == _SHEET_DATA:
                     # Nothing after the cells (merges, formatting, extensions) changes a CSV.
                     return
+            # No sheetData in the transitional namespace: strict OOXML or not a worksheet.
+            raise NeedsLibreOffice("the worksheet part has no SpreadsheetML sheetData")
         except ParseError as exc:
             raise UnprocessableDocument(f"the worksheet is not well-formed XML: {exc}") from None
+
+
+def _parse_row(parser: _CachedValueParser, row: Any, previous: int,
+               ) -> tuple[int, list[dict[str, Any]]]:
+    """openpyxl's parse_row, minus the cells that hold nothing (styled blanks)."""
+    if any(cell.get("r") is None for cell in row):
+        # Cells without a reference are placed by counting, blanks included: openpyxl's way.
+        number, cells = parser.parse_row(row)
+        return int(number), cells
+    reference = row.get("r")
+    number = int(reference) if reference else previous + 1
+    parser.row_counter = number
+    # A <c> without children has neither a value nor a formula; sheets written with
+    # styled empty ranges hold mostly these, and openpyxl would build a dict for each.
+    return number, [parser.parse_cell(cell) for cell in row if len(cell)]
 
 
 def _row_texts(cells: list[dict[str, Any]]) -> list[str]:
@@ -337,6 +369,10 @@ def _render(rows: Iterator[tuple[int, list[str]]], delimiter: str) -> str:
         width = max(width, len(texts))
     if not lines:
         return "\n"
+    # Padding is where a tiny hostile sheet (one value at XFD1048576) would explode.
+    size = lines[-1][0] * width + sum(len(line) for _, line, _ in lines)
+    if size > MAX_OUTPUT_CHARS:
+        raise NeedsLibreOffice(f"the CSV would be about {size} characters")
     parts: list[str] = []
     empty = delimiter * (width - 1) + "\n"
     previous = 0
