@@ -109,6 +109,6 @@ def _body_fields(body: Scan, family: str) -> Found:
         elif label == "page-properties":
             if style and attrs.get(f"{_PRESENTATION} visibility") == "hidden":
                 hidden.add(style)
-        elif attrs.get(f"{_DRAW} style-name", "") not in hidden:
+        elif label == "page" and attrs.get(f"{_DRAW} style-name", "") not in hidden:
             pages += 1
     return Found(pages=pages)
