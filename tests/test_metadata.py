@@ -152,6 +152,24 @@ def test_encrypted_documents_are_all_unknown(corpus: Path, name: str) -> None:
     assert set(got.unknown) == set(applicable)
 
 
+def test_xml_bomb_workbook_still_names_its_sheets(corpus: Path) -> None:
+    # The bomb sits in sharedStrings.xml, which sheet names never need.
+    path = corpus / "bad" / "poc-xmlbomb.xlsx"
+    got = _read(path)
+    assert got.sheets == truth.xlsx_sheets(path) and got.sheets
+
+
+def test_namespaces_count_not_prefixes(corpus: Path, tmp_path: Path) -> None:
+    core = ('<x:coreProperties xmlns:x="http://schemas.openxmlformats.org/package/2006/'
+            'metadata/core-properties" xmlns:y="http://purl.org/dc/elements/1.1/" '
+            'xmlns:dc="urn:not-dublin-core"><dc:title>Decoy</dc:title>'
+            "<y:title>Real &amp; proper</y:title><y:creator> Ann </y:creator></x:coreProperties>")
+    path = _rewrite(corpus / "docx" / "SampleDoc.docx", tmp_path / "prefixes.docx",
+                    "docProps/core.xml", core)
+    got = _read(path)
+    assert (got.title, got.author) == ("Real & proper", "Ann")
+
+
 def test_text_named_rtf_is_unknown(corpus: Path) -> None:
     got = _read(corpus / "bad" / "RtfParserTest_fail_5.rtf")
     assert got.unknown == ("pages", "title", "author")
