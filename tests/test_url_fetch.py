@@ -79,6 +79,14 @@ def test_name_comes_from_content_disposition(origin: Origin, docx: bytes, dispos
     assert got.filename == expected
 
 
+def test_non_ascii_paths_are_sent_percent_encoded(origin: Origin, docx: bytes) -> None:
+    _serve(origin, "/dokument-%C3%BC.docx", docx)
+    got = UrlFetcher(LOOPBACK, timeout=5).fetch(f"{origin.url}/dokument-ü.docx", io.BytesIO(),
+                                                MIB)
+    assert origin.paths() == ["/dokument-%C3%BC.docx"]
+    assert got.filename == "dokument-ü.docx"
+
+
 def test_name_falls_back_to_document_without_a_path(origin: Origin, docx: bytes) -> None:
     _serve(origin, "/", docx)
     assert UrlFetcher(LOOPBACK, timeout=5).fetch(origin.url, io.BytesIO(), MIB).filename == \
@@ -271,6 +279,8 @@ def test_not_found_names_the_status(origin: Origin) -> None:
     "http:///doc.docx",
     "http://127.0.0.1:99999/doc.docx",
     "http://[::1/doc.docx",
+    "http://127.0.0.1/doc.docx HTTP/1.1\r\nX-Injected: 1",
+    "http://127.0.0.1/a b.docx",
     "not a url",
     "",
     "http://127.0.0.1/" + "a" * 9000,

@@ -27,7 +27,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import BinaryIO
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from converter.errors import InvalidRequest, PayloadTooLarge, UpstreamError
 from converter.service.intake import safe_filename
@@ -41,6 +41,8 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _HEADERS = {"User-Agent": "converter-fetch/1", "Accept": "*/*",
             # Stored bytes must be the document itself, not a compressed transfer of it.
             "Accept-Encoding": "identity", "Connection": "close"}
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 _EXT_FILENAME = re.compile(r"(?:^|;)\s*filename\*\s*=\s*([^;]*)", re.IGNORECASE)
 _FILENAME = re.compile(r'(?:^|;)\s*filename\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)', re.IGNORECASE)
 
@@ -217,6 +219,10 @@ class UrlFetcher:
         if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
             raise InvalidRequest(f"{said} must be an http(s) URL of at most {MAX_URL_LENGTH} "
                                  "characters", field=_FIELD)
+        if _CONTROL.search(url):
+            # They could split the request line (header injection); real URLs encode them.
+            raise InvalidRequest(f"{said} must not contain spaces or control characters",
+                                 field=_FIELD)
         try:
             parts = urlsplit(url)
             port = parts.port
@@ -241,6 +247,8 @@ class UrlFetcher:
                     "fetch from (operators can allow it with CONVERTER_WEBHOOK_ALLOW)",
                     field=_FIELD)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        # The request line is ASCII: send other characters percent-encoded, as browsers do.
+        target = _NON_ASCII.sub(lambda m: quote(m.group()), target)
         return _Hop(url=url, scheme=parts.scheme, host=host, port=port, target=target,
                     addresses=addresses)
 

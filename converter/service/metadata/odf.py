@@ -21,8 +21,9 @@ _TABLE = "urn:oasis:names:tc:opendocument:xmlns:table:1.0"
 _DRAW = "urn:oasis:names:tc:opendocument:xmlns:drawing:1.0"
 _STYLE = "urn:oasis:names:tc:opendocument:xmlns:style:1.0"
 _PRESENTATION = "urn:oasis:names:tc:opendocument:xmlns:presentation:1.0"
-# Content (and flat files, which may embed pictures) is read up to this many bytes.
-BODY_CAP = 256 << 20
+# Content (and flat files, which may embed pictures) is read up to this many bytes: expat
+# streams 10-30 MB a second here, so the cap also bounds the time a hostile file can take.
+BODY_CAP = 128 << 20
 
 _IN_META = f"{_OFFICE} meta"
 _META_TEXTS: dict[Key, str] = {(_IN_META, f"{_DC} title"): "title",
@@ -109,6 +110,6 @@ def _body_fields(body: Scan, family: str) -> Found:
         elif label == "page-properties":
             if style and attrs.get(f"{_PRESENTATION} visibility") == "hidden":
                 hidden.add(style)
-        elif attrs.get(f"{_DRAW} style-name", "") not in hidden:
+        elif label == "page" and attrs.get(f"{_DRAW} style-name", "") not in hidden:
             pages += 1
     return Found(pages=pages)

@@ -3,7 +3,7 @@
 Title and author come from the SummaryInformation property set ([MS-OLEPS]), read with
 olefile; so do Word's saved page count and, from DocumentSummaryInformation, PowerPoint's
 slide and hidden-slide counts. Excel sheet names come from the BOUNDSHEET records at the
-start of the Workbook stream ([MS-XLS] 2.4.28), parsed here in a few lines.
+start of the BIFF8 Workbook stream ([MS-XLS] 2.4.28), parsed here in a few lines.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ _SLIDES, _HIDDEN = 7, 9  # PIDDSI_SLIDECOUNT, PIDDSI_HIDDENCOUNT
 _CODECS = {65001: "utf-8", 1200: "utf-16-le", 1201: "utf-16-be", 10000: "mac_roman",
            20127: "ascii", 28591: "latin-1"}
 # BIFF record types; the globals substream ends at the first EOF.
-_BOF, _EOF, _BOUNDSHEET, _FILEPASS, _CODEPAGE_RECORD = 0x0809, 0x000A, 0x0085, 0x002F, 0x0042
-_BIFF8 = 0x0600
+_BOF, _EOF, _BOUNDSHEET, _FILEPASS = 0x0809, 0x000A, 0x0085, 0x002F
+_BIFF8 = b"\x00\x06"  # BOF version 0x0600, little-endian
 _VB_MODULE = 6  # BOUNDSHEET sheet type that is code, not a sheet
 MAX_WORKBOOK_STREAM = 64 << 20  # olefile reads a whole stream into memory to open it
 MAX_SHEETS = 10_000
@@ -94,30 +94,26 @@ def _slides(ole: Ole) -> Found:
 
 
 def _sheets(ole: Ole) -> Found:
-    """Sheet names from the workbook globals' BOUNDSHEET records (BIFF8, or BIFF5's Book)."""
-    stream = "Workbook" if ole.exists("Workbook") else "Book"
-    if not ole.exists(stream) or ole.get_size(stream) > MAX_WORKBOOK_STREAM:
+    """Sheet names from the BIFF8 workbook globals' BOUNDSHEET records, in order."""
+    # Excel 95 (BIFF5, a "Book" stream) is left unknown: nothing here could test it.
+    if not ole.exists("Workbook") or ole.get_size("Workbook") > MAX_WORKBOOK_STREAM:
         return Found()
-    data = ole.openstream(stream).read()
+    data = ole.openstream("Workbook").read()
     names: list[str] = []
-    codepage = "cp1252"
-    biff8 = False
     pos = 0
     # Each record is a 2-byte type, a 2-byte length and that many bytes of data.
     while pos + 4 <= len(data):
         kind, length = struct.unpack_from("<HH", data, pos)
         body = data[pos + 4:pos + 4 + length]
-        pos += 4 + length
         if len(body) < length:
             return Found()  # cut short: the list may be incomplete
-        if kind == _BOF and not names:
-            biff8 = len(body) >= 2 and struct.unpack_from("<H", body)[0] == _BIFF8
-        elif kind == _FILEPASS:
+        if pos == 0 and (kind != _BOF or body[:2] != _BIFF8):
+            return Found()
+        pos += 4 + length
+        if kind == _FILEPASS:
             return Found()  # what follows is encrypted; names read now would be noise
-        elif kind == _CODEPAGE_RECORD and len(body) >= 2:
-            codepage = _encoding(struct.unpack_from("<H", body)[0])
-        elif kind == _BOUNDSHEET:
-            name = _sheet_name(body, biff8, codepage)
+        if kind == _BOUNDSHEET:
+            name = _sheet_name(body)
             if name is None or len(names) >= MAX_SHEETS:
                 return Found()
             if body[5] != _VB_MODULE:
@@ -127,16 +123,12 @@ def _sheets(ole: Ole) -> Found:
     return Found()
 
 
-def _sheet_name(body: bytes, biff8: bool, codepage: str) -> str | None:
-    """The name in a BOUNDSHEET record: stream offset (4), state (1), type (1), then it."""
-    if len(body) < 7:
+def _sheet_name(body: bytes) -> str | None:
+    """The name in a BOUNDSHEET record: stream offset (4), state (1), type (1), then a
+    ShortXLUnicodeString: length, flags (bit 0: two bytes a character), characters."""
+    if len(body) < 8:
         return None
-    count = body[6]
-    if not biff8:  # BIFF5: an 8-bit string in the workbook's code page
-        raw = body[7:7 + count]
-        return raw.decode(codepage, "replace") if len(raw) == count else None
-    # BIFF8 ShortXLUnicodeString: count, a flags byte (bit 0: two bytes a character), chars.
-    wide = len(body) > 7 and body[7] & 1
+    count, wide = body[6], body[7] & 1
     raw = body[8:8 + count * (2 if wide else 1)]
     if len(raw) != count * (2 if wide else 1):
         return None

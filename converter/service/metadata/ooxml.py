@@ -68,11 +68,7 @@ class _Package:
         name = self.names.get(part.lower())
         if name is None:
             return Scan(error=f"{part} is missing")
-        try:
-            chunks = member_chunks(self.zf, name, cap)
-        except (KeyError, ValueError) as exc:
-            return Scan(error=str(exc))
-        return scan(chunks, texts, elements, cap, stop_after_root)
+        return scan(member_chunks(self.zf, name, cap), texts, elements, cap, stop_after_root)
 
     def relationships(self, source: str) -> list[tuple[str, str, str]]:
         """(id, type, target part) of each internal relationship of source ("" = package)."""

@@ -53,8 +53,9 @@ def _encoding(header: bytes) -> str:
 def _info_group(data: bytes) -> int:
     r"""Offset of the "{\info" that opens a group, not an escaped "\{\info" in text."""
     for match in re.finditer(rb"\{\\info\b", data):
-        slashes = len(data[:match.start()]) - len(data[:match.start()].rstrip(b"\\"))
-        if slashes % 2 == 0:
+        before = data[max(0, match.start() - 64):match.start()]
+        # An odd run of backslashes before it makes "{" a literal brace in the text.
+        if (len(before) - len(before.rstrip(b"\\"))) % 2 == 0:
             return match.start()
     return -1
 

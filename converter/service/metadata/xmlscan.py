@@ -12,7 +12,6 @@ from __future__ import annotations
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 from xml.parsers import expat
 
 Key = tuple[str, str]  # (parent element, element); the root's parent is ""
@@ -27,6 +26,22 @@ class _Refused(Exception):
 
 class _Done(Exception):
     """Everything asked for has been seen; stop reading."""
+
+
+@dataclass
+class _Text:
+    """The text of one wanted element, gathered up to _MAX_TEXT characters."""
+
+    label: str
+    depth: int
+    parts: list[str] = field(default_factory=list)
+    size: int = 0
+
+    def add(self, data: str) -> None:
+        """Expat's character-data handler while inside the element."""
+        if self.size < _MAX_TEXT:
+            self.parts.append(data[:_MAX_TEXT - self.size])
+            self.size += len(self.parts[-1])
 
 
 @dataclass
@@ -53,9 +68,10 @@ def scan(chunks: Iterable[bytes], texts: Mapping[Key, str] | None = None,
     found = Scan()
     stack: list[str] = [""]
     parser = expat.ParserCreate(namespace_separator=" ")
-    collecting: list[Any] = []  # [label, depth, parts] while inside a wanted text element
+    collecting: _Text | None = None  # while inside a wanted text element
 
     def start(name: str, attrs: dict[str, str]) -> None:
+        nonlocal collecting
         key = (stack[-1], name)
         stack.append(name)
         label = want_element.get(key)
@@ -66,22 +82,18 @@ def scan(chunks: Iterable[bytes], texts: Mapping[Key, str] | None = None,
         if stop_after_root:
             raise _Done
         label = want_text.get(key)
-        if label is not None and label not in found.texts and not collecting:
-            collecting[:] = [label, len(stack), []]
-            parser.CharacterDataHandler = character
+        if label is not None and label not in found.texts and collecting is None:
+            collecting = _Text(label, len(stack))
+            parser.CharacterDataHandler = collecting.add
 
     def end(_name: str) -> None:
-        if collecting and len(stack) == collecting[1]:
-            found.texts[collecting[0]] = "".join(collecting[2])[:_MAX_TEXT]
-            collecting.clear()
+        nonlocal collecting
+        if collecting is not None and len(stack) == collecting.depth:
+            found.texts[collecting.label] = "".join(collecting.parts)
+            collecting = None
             # Text outside wanted elements is never looked at: no handler, no cost.
             parser.CharacterDataHandler = None
         stack.pop()
-
-    def character(data: str) -> None:
-        parts: list[str] = collecting[2]
-        if sum(map(len, parts)) < _MAX_TEXT:
-            parts.append(data)
 
     def refuse(*_args: object) -> None:
         raise _Refused("entity declarations are not allowed")
