@@ -56,3 +56,15 @@ def test_encrypted_files_say_so(service: ServedApp, corpus: Path) -> None:
     uploaded = service.upload_ok(corpus / "bad/password.xls")
     assert uploaded["encrypted"] is True
     assert set(uploaded["unknown_fields"]) == {"sheets", "title", "author"}
+
+
+@pytest.mark.engine
+def test_pages_follow_the_pdf_when_the_file_was_stale(service: ServedApp, corpus: Path) -> None:
+    """A word processor's stored page count is replaced by the PDF's once one is made."""
+    uploaded = service.upload_ok(corpus / "docx/bug65649.docx")
+    response = service.convert(uploaded["id"], "pdf")
+    assert response.status_code == 200, response.text
+    pdf = requests.get(response.json()["download_url"], timeout=120).content
+    pages = len(PdfReader(io.BytesIO(pdf)).pages)
+    assert uploaded["pages"] != pages, "the corpus file's stored count should be stale"
+    assert service.request("GET", f"/v1/files/{uploaded['id']}").json()["pages"] == pages

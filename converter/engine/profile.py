@@ -51,6 +51,9 @@ HARDENING: tuple[tuple[str, str, str, str], ...] = (
     ("/org.openoffice.Office.Recovery/AutoSave", "Enabled", "boolean", "false"),
     ("/org.openoffice.Office.Recovery/RecoveryInfo", "Enabled", "boolean", "false"),
     ("/org.openoffice.Office.Common/Misc", "FirstRun", "boolean", "false"),
+    # Output must not depend on the host's locale: under de_DE a CSV would read 3,14 and
+    # 15.01.2024. en-US is the locale the CSV fast path's rule matches.
+    ("/org.openoffice.Setup/L10N", "ooSetupSystemLocale", "string", "en-US"),
 )
 
 # The same addresses for any child that honours the usual variables.

@@ -211,7 +211,7 @@ class ConversionService:
         with self.engine.scratch() as scratch:
             made = self._produce(subject, plan, scratch, deadline)
             if plan.target == "pdf" and not plan.options:
-                self._learn_from_pdf(subject, made.path)
+                self._learn_from_pdf(subject, made.path, plan.family)
             storage_key = subject.index.storage_key(key, extension_of(plan.target,
                                                                       made.media_type))
             size = self.storage.put_file(storage_key, made.path, made.media_type)
@@ -246,12 +246,13 @@ class ConversionService:
                                    subject.sheets, lambda names: subject.learn(sheets=names))
         return self.producer.document(source, plan, scratch, deadline, encrypted)
 
-    def _learn_from_pdf(self, subject: Subject, pdf: Path) -> None:
+    def _learn_from_pdf(self, subject: Subject, pdf: Path, family: str) -> None:
         # The first default PDF tells what the file's reader could not: page count,
         # and title and author for formats without a library.
         info = png_render.pdf_info(pdf)
         found: dict[str, Any] = {}
-        if info.get("Pages"):
+        # A workbook's pages depend on print ranges; only documents and decks have pages.
+        if info.get("Pages") and family != "calc":
             found["pages"] = int(str(info["Pages"]))
         for field_name, key in (("title", "Title"), ("author", "Author")):
             value = str(info.get(key) or "").strip()

@@ -79,7 +79,8 @@ class CsvExporter:
         fast = plan.source == "xlsx" and settings["csv_engine"] == "auto" and not encrypted
         if names is None and plan.source == "xlsx" and not encrypted:
             names = self._xlsx_names(source)
-            learn(names)
+            if names is not None:
+                learn(names)
         if names is None and isinstance(settings["sheet"], int):
             # The names could not be read; a sheet number still means something to LibreOffice.
             names = [f"Sheet{n}" for n in range(1, settings["sheet"] + 1)]
@@ -115,11 +116,11 @@ class CsvExporter:
         return Made(archive, ZIP, produced_by)
 
     @staticmethod
-    def _xlsx_names(source: Path) -> list[str]:
+    def _xlsx_names(source: Path) -> list[str] | None:
         try:
-            return xlsx_csv.sheet_names(source)
-        except xlsx_csv.NeedsLibreOffice as exc:
-            raise UnprocessableDocument(f"The workbook cannot be read: {exc}") from None
+            return list(xlsx_csv.sheet_names(source))
+        except xlsx_csv.NeedsLibreOffice:
+            return None  # openpyxl cannot load it; sheet numbers still work
 
     @staticmethod
     def _fast(source: Path, chosen: Selection, scratch: Path, separator: str,

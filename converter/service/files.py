@@ -129,8 +129,13 @@ class FileService:
         return record
 
     def learn(self, record: FileRecord, **found: Any) -> None:
-        """Record metadata fields found later (after a PDF was made); unknown ones only."""
-        fresh = {k: v for k, v in found.items() if k in record.unknown}
+        """Record metadata found later (after a PDF was made) for the fields not known yet.
+
+        ``pages`` is replaced even when known: what a word processor stored is its own
+        layout's count (often stale), the PDF's is the one this service produces.
+        """
+        fresh = {k: v for k, v in found.items()
+                 if k in record.unknown or (k == "pages" and v is not None and v != record.pages)}
         if not fresh:
             return
         remaining = [f for f in record.unknown if f not in fresh]
