@@ -15,7 +15,8 @@ import yaml
 
 from converter.errors import InvalidRequest
 
-DEFAULT_PATH = Path(__file__).resolve().parents[1] / "conversion_matrix.yaml"
+# Package data, so that a regular (non-editable) install finds it beside this module.
+DEFAULT_PATH = Path(__file__).resolve().with_name("conversion_matrix.yaml")
 _PAGE_RANGE = re.compile(r"^\s*\d+(\s*-\s*\d*)?(\s*[,;]\s*\d+(\s*-\s*\d*)?)*\s*$")
 _OPTION_TYPES = ("page_range", "choice", "positive_int")
 _OPTION_KINDS = ("filter_data", "csv_sheet")
