@@ -1,4 +1,4 @@
-"""Command line: ``converter serve`` and ``converter keys create``."""
+"""Command line: ``converter serve``, ``converter keys create`` and ``converter healthcheck``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from converter import config as config_module
+from converter.datadir import prepare as prepare_data_dir
 from converter.errors import ConfigError
 
 
@@ -35,6 +36,7 @@ def _bootstrap(cfg: config_module.Config) -> None:
 def _serve(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     cfg = config_module.load(**overrides)
+    prepare_data_dir(cfg.data_path)
     _bootstrap(cfg)
     from converter.server import GunicornServer
 
@@ -50,6 +52,7 @@ def _keys_create(args: argparse.Namespace) -> int:
     from converter.service.keys import KeyStore
 
     cfg = config_module.load()
+    prepare_data_dir(cfg.data_path)
     db = connect(cfg.sqlalchemy_url)
     try:
         _key_id, raw = KeyStore(db).create(args.workspace, args.user)
@@ -58,6 +61,14 @@ def _keys_create(args: argparse.Namespace) -> int:
     print(f"created key for user {args.user!r} in workspace {args.workspace!r}", file=sys.stderr)
     print(raw)
     return 0
+
+
+def _healthcheck(_args: argparse.Namespace) -> int:
+    from converter.healthcheck import check
+
+    ready, seen = check(config_module.load())
+    print(seen)
+    return 0 if ready else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--workspace", required=True)
     create.add_argument("--user", required=True)
     create.set_defaults(func=_keys_create)
+    health = sub.add_parser("healthcheck", help="exit 0 if this configuration's /readyz says "
+                            "ready (the container HEALTHCHECK)")
+    health.set_defaults(func=_healthcheck)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
