@@ -45,6 +45,8 @@ RUN cp pyproject.toml ./src/ \
  && /app/.venv/bin/pip install --no-deps --no-build-isolation ./src \
  && rm -rf ./src
 
+# `docker exec <container> converter keys create ...` finds the console script.
+ENV PATH=/app/.venv/bin:$PATH
 USER 10001:10001
 VOLUME /var/lib/converter
 EXPOSE 8080
