@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from converter.cpus import available_cpus
 from converter.errors import ConfigError
 
 PREFIX = "CONVERTER_"
@@ -55,7 +56,7 @@ def _positive_float(raw: str) -> float:
 
 def _workers(raw: str) -> int:
     if raw in ("", "auto"):
-        return max(1, os.cpu_count() or 1)
+        return available_cpus()
     return _positive_int(raw)
 
 
@@ -102,7 +103,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("url_ttl", _positive_int, "3600", "Seconds a signed download URL stays valid."),
     Setting("max_upload_mb", _positive_int, "100", "Largest accepted upload, in MiB."),
     Setting("max_uncompressed_mb", _positive_int, "1024", "Largest total a zip-based document may declare when unpacked (zip-bomb guard), in MiB."),
-    Setting("workers", _workers, "auto", "LibreOffice instances in the engine pool; auto means one per CPU core."),
+    Setting("workers", _workers, "auto", "LibreOffice instances in the engine pool; auto means one per CPU this process may use (its CPU affinity, capped by the cgroup CPU limit of a container, cpu.max)."),
     Setting("max_png_pages", _positive_int, "200", "Most pages one PNG request may draw (options.pages); more is refused with 400."),
     Setting("conversion_timeout", _positive_float, "120", "Seconds one conversion may take, queueing included."),
     Setting("queue_size", _non_negative_int, "32", "Conversions that may wait for a free instance before 503 overloaded."),

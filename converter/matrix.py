@@ -15,7 +15,8 @@ import yaml
 from converter.errors import InvalidRequest
 from converter.options import OptionError, OptionSpec, declare, normalise
 
-DEFAULT_PATH = Path(__file__).resolve().parents[1] / "conversion_matrix.yaml"
+# Package data, so that a regular (non-editable) install finds it beside this module.
+DEFAULT_PATH = Path(__file__).resolve().with_name("conversion_matrix.yaml")
 
 
 class MatrixError(Exception):

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from converter.config import Config
+from converter.datadir import prepare as prepare_data_dir
 from converter.db.engine import connect
 from converter.matrix import Matrix
 from converter.matrix import load as load_matrix
@@ -66,7 +67,7 @@ class Services:
 def build(config: Config, engine: ConversionEngine | None = None,
           start_engine: bool = True) -> Services:
     """Wire the services; starts the engine pool unless one is given."""
-    config.data_path.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(config.data_path)
     matrix = load_matrix()
     db = connect(config.sqlalchemy_url)
     storage = open_storage(config)

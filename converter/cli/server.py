@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from converter import config as config_module
 from converter.cli.common import FAILED, OK, REFUSED
+from converter.datadir import prepare as prepare_data_dir
 
 if TYPE_CHECKING:
     from converter.service.keys import KeyStore
@@ -26,6 +27,9 @@ def _key_store(cfg: config_module.Config) -> Iterator[KeyStore]:
     from converter.db.engine import connect
     from converter.service.keys import KeyStore
 
+    # A data directory the process cannot write fails here, naming the fix, rather
+    # than as SQLite's "unable to open database file".
+    prepare_data_dir(cfg.data_path)
     db = connect(cfg.sqlalchemy_url)
     try:
         yield KeyStore(db, cfg.data_path)
@@ -108,12 +112,23 @@ def keys_revoke(args: argparse.Namespace) -> int:
     return OK
 
 
+def healthcheck(_args: argparse.Namespace) -> int:
+    """Exit 0 when this configuration's /readyz says ready (the container HEALTHCHECK)."""
+    from converter.healthcheck import check
+
+    ready, seen = check(config_module.load())
+    print(seen)
+    return OK if ready else 1
+
+
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``serve`` and ``keys create|list|revoke``."""
+    """Register ``serve``, ``healthcheck`` and ``keys create|list|revoke``."""
     p = sub.add_parser("serve", help="start the engine pool and the HTTP server")
     p.add_argument("--host", help="interface to bind (CONVERTER_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (CONVERTER_PORT, default 8080)")
     p.set_defaults(func=serve)
+    sub.add_parser("healthcheck", help="exit 0 if this configuration's /readyz says ready "
+                   "(the container HEALTHCHECK)").set_defaults(func=healthcheck)
     keys = sub.add_parser("keys", help="manage API keys (on the server host: uses its database)")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="create a key and print it")

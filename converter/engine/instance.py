@@ -30,6 +30,7 @@ logger = logging.getLogger("converter.engine")
 
 _RESTART_REQUESTED = 81  # soffice's exit code after it initialised a new profile
 _PR_SET_PDEATHSIG = 1
+FONTS_CONF = Path(__file__).resolve().with_name("fonts.conf")
 
 
 class State(enum.Enum):
@@ -155,6 +156,9 @@ class Instance:
         # instance starting up must not be able to disturb (or read) them.
         env["TMPDIR"] = str(self.root / "tmp")
         env["SAL_USE_VCLPLUGIN"] = "svp"
+        # Noto fonts for Arabic, Hebrew, Devanagari and Thai ahead of DejaVu (see the file);
+        # an operator's own FONTCONFIG_FILE wins.
+        env.setdefault("FONTCONFIG_FILE", str(FONTS_CONF))
         repo_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [repo_root, env.get("PYTHONPATH")]))
         return env

@@ -9,14 +9,30 @@ _NS = ('xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
        'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
        'xmlns:draw="urn:oasis:names:tc:opendocument:xmlns:drawing:1.0" '
        'xmlns:svg="urn:oasis:names:tc:opendocument:xmlns:svg-compatible:1.0" '
-       'xmlns:xlink="http://www.w3.org/1999/xlink"')
+       'xmlns:xlink="http://www.w3.org/1999/xlink" '
+       'xmlns:style="urn:oasis:names:tc:opendocument:xmlns:style:1.0"')
 
 
-def flat_odf(kind: str, phrase: str, extra_body: str = "") -> bytes:
-    """A flat ODF document of kind fodt/fods/fodp whose only text is phrase."""
+def flat_odf(kind: str, phrase: str, extra_body: str = "",
+             complex_language: tuple[str, str] | None = None) -> bytes:
+    """A flat ODF document of kind fodt/fods/fodp whose only text is phrase.
+
+    complex_language=("ar", "SA") marks a fodt paragraph as right-to-left or Indic text in
+    that language, as word processors do for text typed in it.
+    """
     text = escape(phrase)
+    styles = ""
     if kind == "fodt":
-        mimetype, body = "text", f"<office:text><text:p>{text}</text:p>{extra_body}</office:text>"
+        paragraph = "<text:p>"
+        if complex_language:
+            language, country = complex_language
+            styles = ('<office:automatic-styles><style:style style:name="P1" '
+                      'style:family="paragraph"><style:text-properties '
+                      f'style:language-complex="{language}" style:country-complex="{country}"/>'
+                      "</style:style></office:automatic-styles>")
+            paragraph = '<text:p text:style-name="P1">'
+        mimetype = "text"
+        body = f"<office:text>{paragraph}{text}</text:p>{extra_body}</office:text>"
     elif kind == "fods":
         mimetype = "spreadsheet"
         body = ("<office:spreadsheet><table:table table:name=\"Sheet1\"><table:table-row>"
@@ -33,4 +49,4 @@ def flat_odf(kind: str, phrase: str, extra_body: str = "") -> bytes:
         raise ValueError(kind)
     return (f'<?xml version="1.0" encoding="UTF-8"?>\n<office:document {_NS} office:version="1.2" '
             f'office:mimetype="application/vnd.oasis.opendocument.{mimetype}">'
-            f"<office:body>{body}</office:body></office:document>\n").encode()
+            f"{styles}<office:body>{body}</office:body></office:document>\n").encode()
