@@ -52,7 +52,8 @@ def test_serve_refuses_a_bad_setting_with_exit_code_2(tmp_path: Path) -> None:
 
 
 def test_readme_lists_every_variable() -> None:
-    """Each CONVERTER_ variable appears in the README's configuration table."""
+    """Each CONVERTER_ variable has a row in the README's configuration table, with its default."""
     text = README.read_text()
-    missing = [s.env for s in config.SETTINGS if f"`{s.env}`" not in text]
+    missing = [s.env for s in config.SETTINGS
+               if f"| `{s.env}` | `{s.default or '(empty)'}` |" not in text]
     assert not missing
