@@ -43,8 +43,8 @@ def _status_kib(pid: int, field: str) -> int:
     return 0
 
 
-def soffice_processes() -> dict[int, str]:
-    """Every running soffice.bin: pid -> command line."""
+def soffice_processes(program: str = "soffice.bin") -> dict[int, str]:
+    """Every running process of program (soffice.bin unless told): pid -> command line."""
     found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -53,14 +53,15 @@ def soffice_processes() -> dict[int, str]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "soffice.bin" in cmdline:
+        if program in cmdline.split(" ", 1)[0] or (
+                program == "soffice.bin" and program in cmdline):
             found[int(entry.name)] = cmdline
     return found
 
 
-def soffice_pids(marker: str) -> list[int]:
-    """PIDs of soffice.bin processes whose command line contains marker."""
-    return [pid for pid, cmdline in soffice_processes().items() if marker in cmdline]
+def soffice_pids(marker: str, program: str = "soffice.bin") -> list[int]:
+    """PIDs of program's processes (soffice.bin unless told) whose command line has marker."""
+    return [pid for pid, cmdline in soffice_processes(program).items() if marker in cmdline]
 
 
 class RssSampler:
@@ -71,8 +72,10 @@ class RssSampler:
     alive at one poll gives the peak footprint of a pool.
     """
 
-    def __init__(self, marker: str, interval: float = 0.05) -> None:
+    def __init__(self, marker: str, interval: float = 0.05, program: str = "soffice.bin",
+                 ) -> None:
         self.marker = marker
+        self.program = program
         self.interval = interval
         self.peak_process_kib = 0
         self.peak_total_kib = 0
@@ -83,7 +86,7 @@ class RssSampler:
     def sample(self) -> None:
         """Take one sample now."""
         total = 0
-        for pid in soffice_pids(self.marker):
+        for pid in soffice_pids(self.marker, self.program):
             self.processes_seen.add(pid)
             self.peak_process_kib = max(self.peak_process_kib, _status_kib(pid, "VmHWM"))
             total += _status_kib(pid, "VmRSS")
