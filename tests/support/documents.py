@@ -10,19 +10,23 @@ from PIL import Image
 
 from tests.support.flat_odf import flat_odf
 
-_STYLES_NS = (
-    'xmlns:style="urn:oasis:names:tc:opendocument:xmlns:style:1.0" '
-    'xmlns:fo="urn:oasis:names:tc:opendocument:xmlns:xsl-fo-compatible:1.0" '
-    'xmlns:form="urn:oasis:names:tc:opendocument:xmlns:form:1.0" '
-    'xmlns:dc="http://purl.org/dc/elements/1.1/" '
-    'xmlns:meta="urn:oasis:names:tc:opendocument:xmlns:meta:1.0" '
-    'xmlns:ooo="http://openoffice.org/2004/office" ')
+_NAMESPACES = {
+    "style": "urn:oasis:names:tc:opendocument:xmlns:style:1.0",
+    "fo": "urn:oasis:names:tc:opendocument:xmlns:xsl-fo-compatible:1.0",
+    "form": "urn:oasis:names:tc:opendocument:xmlns:form:1.0",
+    "dc": "http://purl.org/dc/elements/1.1/",
+    "meta": "urn:oasis:names:tc:opendocument:xmlns:meta:1.0",
+    "ooo": "http://openoffice.org/2004/office",
+}
 
 
 def _with_namespaces(document: bytes, head: str = "") -> bytes:
-    """Add the style/fo/form namespaces (and optional head elements) to a flat_odf document."""
+    """Add the namespaces flat_odf does not declare (and optional head elements)."""
     text = document.decode()
-    text = text.replace("<office:document ", f"<office:document {_STYLES_NS}", 1)
+    root = text[text.index("<office:document "):text.index(">", text.index("<office:document "))]
+    missing = " ".join(f'xmlns:{prefix}="{uri}"' for prefix, uri in _NAMESPACES.items()
+                       if f"xmlns:{prefix}=" not in root)
+    text = text.replace("<office:document ", f"<office:document {missing} ", 1)
     if head:
         text = text.replace("<office:body>", head + "<office:body>", 1)
     return text.encode()
