@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from converter import metrics
 from converter.config import Config
 from converter.engine.client import (
     FAULT_EXPORT_FAILED,
@@ -51,6 +52,9 @@ class EngineJob:
     import_filter: str
     export_filter: str
     filter_options: list[str]
+    # Labels for the duration histogram only; the engine never reads them.
+    source: str = ""
+    target: str = ""
 
 
 def _clear_leftovers(target: Path) -> None:
@@ -92,6 +96,7 @@ class EnginePool:
         self._stop = threading.Event()
         self._supervisor: threading.Thread | None = None
         self.start_error: str = ""
+        metrics.ENGINE_INSTANCES.set(self.size)
 
     # ----------------------------------------------------------------- lifecycle
     def start(self, wait: bool = True) -> None:
@@ -185,6 +190,8 @@ class EnginePool:
                 return
             if reason != "start":
                 self.restarts[reason] += 1
+                metrics.ENGINE_RESTARTS.labels(reason=reason).inc()
+            metrics.INSTANCE_CONVERSIONS.labels(instance=inst.name).set(0)
             inst.drain_reason = ""
             with self.cond:
                 inst.state = State.IDLE
@@ -204,10 +211,16 @@ class EnginePool:
                     logger.warning("%s died while idle; restarting", inst.name)
                     inst.kill()
                     self._restart_async(inst, "crash")
-                elif state == State.IDLE and inst.rss_mb() > self.config.max_rss_mb:
+                elif state == State.IDLE and self._rss(inst) > self.config.max_rss_mb:
                     self._restart_async(inst, "memory")
                 elif state == State.DEAD:
                     self._restart_async(inst, "crash")
+
+    def _rss(self, inst: Instance) -> float:
+        # Read by the supervisor anyway; publishing it here keeps scrapes free of /proc reads.
+        rss = inst.rss_mb()
+        metrics.INSTANCE_RSS.labels(instance=inst.name).set(round(rss, 1))
+        return rss
 
     # ----------------------------------------------------------------- conversions
     @contextlib.contextmanager
@@ -228,6 +241,8 @@ class EnginePool:
                     f"All {self.size} engine instances are busy and {self.waiting} conversions "
                     "are queued; retry shortly", retry_after=2)
             self.waiting += 1
+            metrics.ENGINE_WAITING.inc()
+            queued = time.monotonic()
             try:
                 while True:
                     idle = [i for i in self.instances if i.state == State.IDLE]
@@ -237,7 +252,11 @@ class EnginePool:
                         inst = min(preferred, key=lambda i: i.conversions)
                         inst.state = State.BUSY
                         self.busy += 1
-                        self.busy_max = max(self.busy_max, self.busy)
+                        metrics.ENGINE_BUSY.inc()
+                        if self.busy > self.busy_max:
+                            self.busy_max = self.busy
+                            metrics.ENGINE_BUSY_MAX.set(self.busy_max)
+                        metrics.QUEUE_WAIT_SECONDS.observe(time.monotonic() - queued)
                         return inst
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
@@ -247,10 +266,12 @@ class EnginePool:
                     self.cond.wait(min(remaining, 0.5))
             finally:
                 self.waiting -= 1
+                metrics.ENGINE_WAITING.dec()
 
     def _release(self, inst: Instance, healthy: bool) -> None:
         with self.cond:
             self.busy -= 1
+            metrics.ENGINE_BUSY.dec()
             if not healthy:
                 inst.state = State.DEAD
                 reason = inst.drain_reason or "crash"
@@ -280,13 +301,18 @@ class EnginePool:
                     healthy = True
                     raise ConversionTimeout("Conversion deadline passed while queued")
                 assert inst.client is not None
+                started = time.monotonic()
                 inst.client.convert(str(source), str(target), export_filter=job.export_filter,
                                     filter_options=job.filter_options,
                                     import_filter=job.import_filter or None, timeout=remaining)
+                metrics.CONVERSION_SECONDS.labels(source=job.source, target=job.target).observe(
+                    time.monotonic() - started)
                 inst.conversions += 1
                 healthy = True
                 with self.cond:
                     self.conversions_total += 1
+                metrics.ENGINE_CONVERSIONS.inc()
+                metrics.INSTANCE_CONVERSIONS.labels(instance=inst.name).set(inst.conversions)
             except EngineCallTimeout:
                 self.failures["timeout"] += 1
                 inst.drain_reason = "timeout"
@@ -307,6 +333,7 @@ class EnginePool:
                     continue
                 healthy = True
                 inst.conversions += 1
+                metrics.INSTANCE_CONVERSIONS.labels(instance=inst.name).set(inst.conversions)
                 if fault.faultCode in (FAULT_LOAD_FAILED, FAULT_EXPORT_FAILED):
                     raise UnprocessableDocument(
                         "LibreOffice cannot open or convert this document (corrupt, encrypted "

@@ -16,10 +16,11 @@ from typing import Any, Protocol
 from sqlalchemy import Engine, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from converter import metrics
 from converter.db.engine import utcnow
 from converter.db.schema import artifacts
 from converter.engine.pool import EngineJob
-from converter.errors import ConversionTimeout, NotFound
+from converter.errors import ConversionTimeout, ConverterError, NotFound
 from converter.matrix import ExportPlan, Matrix
 from converter.service.files import FileRecord, FileService
 from converter.service.principal import Principal
@@ -116,12 +117,29 @@ class ConversionService:
     def produce(self, record: FileRecord, source_id: str, source_key: str, plan: ExportPlan,
                 deadline: float) -> Conversion:
         """Return the artifact for (source_id, plan), converting only on a cache miss."""
+        outcome = "ok"
+        try:
+            return self._produce(record, source_id, source_key, plan, deadline)
+        except ConverterError as exc:
+            outcome = exc.type
+            raise
+        except Exception:
+            outcome = "internal_error"
+            raise
+        finally:
+            metrics.CONVERSIONS.labels(source=plan.source, target=plan.target,
+                                       outcome=outcome).inc()
+
+    def _produce(self, record: FileRecord, source_id: str, source_key: str, plan: ExportPlan,
+                 deadline: float) -> Conversion:
         key = cache_key(source_id, plan.target, plan.options)
         found = self._lookup(key)
         if found is not None:
             with self._lock:
                 self.cache_hits += 1
+            metrics.CACHE_HITS.inc()
             return Conversion(found, cached=True, record=record)
+        metrics.CACHE_MISSES.inc()
 
         def work() -> Artifact:
             again = self._lookup(key)
@@ -178,7 +196,8 @@ class ConversionService:
     def _convert(self, record: FileRecord, source_id: str, source_key: str, plan: ExportPlan,
                  key: str, deadline: float) -> Artifact:
         job = EngineJob(import_filter=plan.import_filter, export_filter=plan.export_filter,
-                        filter_options=_filter_options(plan))
+                        filter_options=_filter_options(plan), source=plan.source,
+                        target=plan.target)
         storage_key = f"artifacts/{record.id}/{key}.{plan.target}"
         with self.engine.scratch() as scratch:
             source = scratch / f"source.{plan.source}"
@@ -186,6 +205,7 @@ class ConversionService:
             self.storage.download_to(source_key, source)
             with self._lock:
                 self.engine_calls += 1
+            metrics.ENGINE_CALLS.inc()
             self.engine.convert(source, target, job, deadline)
             size = self.storage.put_file(storage_key, target, plan.media_type)
         artifact = Artifact(id="art_" + secrets.token_hex(12), file_id=record.id,

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, Select, func, insert, select
 
+from converter import metrics
 from converter.db.engine import as_utc, next_seq, utcnow
 from converter.db.schema import artifacts, files, runs
 from converter.errors import Conflict, InvalidRequest, NotFound, RateLimitExceeded
@@ -149,6 +150,7 @@ class RunService:
         if replay is not None:
             # A concurrent request with this key committed first: answer as it did.
             return Accepted(replay.status_code, replay.body, _REPLAYED, True)
+        metrics.RUNS.labels(status="pending").inc()
         self.idempotency.purge_expired()
         for callback in self.on_created:
             callback()
