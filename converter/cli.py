@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from converter import config as config_module
+from converter import logs
 from converter.errors import ConfigError
+
+logger = logging.getLogger("converter")
 
 
 def _bootstrap(cfg: config_module.Config) -> None:
@@ -23,9 +27,10 @@ def _bootstrap(cfg: config_module.Config) -> None:
     finally:
         db.dispose()
     if cfg.bootstrap_key:
-        print("Created the API key given in CONVERTER_BOOTSTRAP_KEY "
-              "(workspace 'default', user 'admin').", flush=True)
+        logger.info("created the API key given in CONVERTER_BOOTSTRAP_KEY "
+                    "(workspace 'default', user 'admin')")
         return
+    # The one place a key is shown: on stdout, to the operator, never through the logs.
     bar = "=" * 72
     print(f"\n{bar}\n First start: created an API key (workspace 'default', user 'admin').\n"
           f" It is shown only this once:\n\n    {raw}\n\n"
@@ -35,12 +40,13 @@ def _bootstrap(cfg: config_module.Config) -> None:
 def _serve(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     cfg = config_module.load(**overrides)
+    logs.configure(cfg.log_level, cfg.log_format)
     _bootstrap(cfg)
     from converter.server import GunicornServer
 
-    print(f"converter: serving http://{cfg.host}:{cfg.port} (data in {cfg.data_path}); "
-          f"starting {cfg.workers} LibreOffice instances, /readyz turns 200 when they answer",
-          flush=True)
+    logger.info("serving http://%s:%d (data in %s); starting %d LibreOffice instances, "
+                "/readyz turns 200 when they answer", cfg.host, cfg.port, cfg.data_path,
+                cfg.workers)
     GunicornServer(cfg).run()
     return 0
 

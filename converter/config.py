@@ -78,6 +78,12 @@ def _bool(raw: str) -> bool:
     raise ValueError("must be true or false")
 
 
+def _log_format(raw: str) -> str:
+    if raw not in ("", "json", "text"):
+        raise ValueError("must be 'json' or 'text' (or empty: text on a terminal, JSON otherwise)")
+    return raw
+
+
 def _csv(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
@@ -116,6 +122,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("webhook_max_attempts", _positive_int, "5", "Delivery attempts per webhook before giving up."),
     Setting("webhook_backoff_seconds", _positive_float, "10", "Delay before the second webhook attempt; each later one waits twice as long."),
     Setting("log_level", _text, "INFO", "Python logging level."),
+    Setting("log_format", _log_format, "", "Log lines as json or text; empty means text on a terminal and JSON otherwise."),
 )
 
 
@@ -156,6 +163,7 @@ class Config:
     webhook_max_attempts: int
     webhook_backoff_seconds: float
     log_level: str
+    log_format: str
 
     @property
     def data_path(self) -> Path:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from flask import Flask
 
-from converter.api import downloads, errors, files, formats, health, runs
+from converter.api import downloads, errors, files, formats, health, observe, runs
 
 
 def register(app: Flask) -> None:
     """Attach every blueprint and the error handlers."""
     errors.init_app(app)
+    observe.init_app(app)
     for module in (files, formats, downloads, health, runs):
         app.register_blueprint(module.bp)

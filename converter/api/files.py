@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from converter.api.context import base_url, form_value, principal, services
+from converter.api.observe import note
 from converter.errors import InvalidRequest
 from converter.service.pagination import parse_limit
 
@@ -24,6 +25,7 @@ def upload() -> tuple[Response, int]:
                              "field 'file'", field="file")
     record = services().files.upload(who, upload.filename, upload.stream,
                                      request.form.get("scope"))
+    note(file_id=record.id)
     return jsonify(record.public()), 201
 
 

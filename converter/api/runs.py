@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from converter.api.context import base_url, principal, services
+from converter.api.observe import note
 from converter.errors import InvalidRequest
 from converter.service.idempotency import HEADER, validate_key
 from converter.service.pagination import parse_limit
@@ -35,7 +36,13 @@ def create_run() -> tuple[Response, int]:
     """Queue a conversion; 202 with the run id (replayed for a repeated Idempotency-Key)."""
     who = principal()
     key = validate_key(request.headers.get(HEADER))
-    return _respond(services().runs.create(who, _json_body(), key, base_url()))
+    body = _json_body()
+    if isinstance(body, dict) and isinstance(body.get("file_id"), str):
+        note(file_id=body["file_id"][:64])
+    accepted = services().runs.create(who, body, key, base_url())
+    if isinstance(accepted.body.get("run_id"), str):
+        note(run_id=accepted.body["run_id"])
+    return _respond(accepted)
 
 
 @bp.get("/runs/<run_id>")
@@ -71,5 +78,7 @@ def webhook_secret() -> Response:
         "workspace": who.workspace,
         "secret": services().runs.webhook_secret(who.workspace),
         "signature_header": SIGNATURE_HEADER,
-        "scheme": "t=<unix seconds>,v1=<hex HMAC-SHA256(secret, '<t>.' + raw body)>",
+        "scheme": "Standard Webhooks: webhook-signature is v1,<base64 HMAC-SHA256 of "
+                  "'<webhook-id>.<webhook-timestamp>.<raw body>'>, keyed with the base64-"
+                  "decoded part of the secret after whsec_",
     })
