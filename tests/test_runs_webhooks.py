@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import threading
 import time
@@ -15,10 +13,11 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import insert
+from sqlalchemy import insert, select
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from converter.db.engine import connect, next_seq, utcnow
-from converter.db.schema import files, runs
+from converter.db.schema import files, runs, workspace_secrets
 from converter.errors import ConfigError
 from converter.service import webhooks
 from converter.service.webhooks import Notice, SecretStore, WebhookDispatcher, WebhookPolicy
@@ -115,20 +114,21 @@ def secret_of(app: ServedApp, key: str | None = None) -> str:
     response = app.request("GET", "/v1/webhooks/secret", key=key)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["signature_header"] == "Converter-Signature"
+    assert body["signature_header"] == "webhook-signature"
     secret: str = body["secret"]
     return secret
 
 
 def check_signature(secret: str, call: Received) -> None:
-    """Verify Converter-Signature the way a receiver would, without the service's code."""
-    fields = dict(part.split("=", 1) for part in call.headers["Converter-Signature"].split(","))
-    assert abs(int(fields["t"]) - call.at) < 60
-    expected = hmac.new(secret.encode(), f"{fields['t']}.".encode() + call.body,
-                        hashlib.sha256).hexdigest()
-    assert hmac.compare_digest(fields["v1"], expected)
-    assert webhooks.verify(secret, call.headers["Converter-Signature"], call.body)
-    assert not webhooks.verify(secret, call.headers["Converter-Signature"], call.body + b" ")
+    """Verify the way a receiver would: with the standardwebhooks library, not our code."""
+    hook = Webhook(secret)
+    assert hook.verify(call.body, call.headers) == json.loads(call.body)
+    assert call.headers["webhook-signature"].startswith("v1,")
+    assert abs(int(call.headers["webhook-timestamp"]) - call.at) < 60
+    with pytest.raises(WebhookVerificationError):
+        hook.verify(call.body + b" ", call.headers)
+    with pytest.raises(WebhookVerificationError):
+        hook.verify(call.body, {**call.headers, "webhook-id": "msg_other"})
 
 
 def test_completed_run_is_posted_signed(hooked: ServedApp, receiver: Receiver,
@@ -170,6 +170,8 @@ def test_failing_endpoint_is_retried_with_backoff(hooked: ServedApp, receiver: R
     first, second = receiver.wait_for("/flaky", 2)
     assert second.at - first.at >= 0.45
     assert first.headers["Converter-Delivery"] != second.headers["Converter-Delivery"]
+    # One message, two attempts: the Standard Webhooks id is what receivers deduplicate on.
+    assert first.headers["webhook-id"] == second.headers["webhook-id"] == f"msg_{run_id}"
     secret = secret_of(hooked)
     check_signature(secret, first)
     check_signature(secret, second)
@@ -259,10 +261,16 @@ def test_policy_rules_without_network() -> None:
     target = WebhookPolicy(("127.0.0.0/8",)).check("https://127.0.0.1:8443/a/b?c=d")
     assert (target.scheme, target.host, target.port, target.path, target.addresses) == (
         "https", "127.0.0.1", 8443, "/a/b?c=d", ("127.0.0.1",))
-    signature = webhooks.sign("s3cret", 1_700_000_000, b"{}")
-    assert webhooks.verify("s3cret", signature, b"{}", now=1_700_000_100)
-    assert not webhooks.verify("s3cret", signature, b"{}", now=1_700_001_000)
-    assert not webhooks.verify("other", signature, b"{}", now=1_700_000_000)
+    secret = webhooks.new_secret()
+    signed = webhooks.signed_headers(secret, "msg_1", b'{"a":1}')
+    assert Webhook(secret).verify(b'{"a":1}', signed) == {"a": 1}
+    stale = webhooks.signed_headers(secret, "msg_1", b"{}", now=time.time() - 3600)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(secret).verify(b"{}", stale)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(webhooks.new_secret()).verify(b'{"a":1}', signed)
+    with pytest.raises(ValueError, match="whsec_"):
+        webhooks.sign("whsec_not-base64_!", "msg_1", 0, b"{}")
 
 
 def test_due_deliveries_are_found_in_the_database(tmp_path: Path, receiver: Receiver) -> None:
@@ -294,4 +302,20 @@ def test_due_deliveries_are_found_in_the_database(tmp_path: Path, receiver: Rece
     with db.connect() as conn:
         view = webhooks.view(conn, ["run_x"])["run_x"]
     assert [(d["attempt"], d["delivered"]) for d in view["deliveries"]] == [(1, True)]
+    db.dispose()
+
+
+def test_secret_from_before_standard_webhooks_is_replaced(tmp_path: Path) -> None:
+    """A stored URL-safe secret (the old form) is swapped once for a whsec_<base64> one."""
+    db = connect(f"sqlite:///{tmp_path / 'secrets.db'}")
+    with db.begin() as conn:
+        conn.execute(insert(workspace_secrets).values(
+            workspace="w", secret="whsec_" + "-_x" * 14, created_at=utcnow()))
+    store = SecretStore(db)
+    secret = store.get("w")
+    assert len(webhooks.secret_bytes(secret) or b"") == 32
+    assert store.get("w") == secret
+    with db.connect() as conn:
+        assert conn.execute(select(workspace_secrets.c.secret)).scalars().all() == [secret]
+    Webhook(secret)  # the receiver library accepts it
     db.dispose()

@@ -8,8 +8,11 @@ again at each delivery, and the connection goes to the address just checked, so
 a DNS answer that changes in between (rebinding) cannot redirect it. Redirects
 are never followed.
 
-Signature: ``Converter-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>`` over
-``f"{t}.{body}"`` with the workspace's secret (``GET /v1/webhooks/secret``).
+Signature: the Standard Webhooks scheme (https://www.standardwebhooks.com), so any
+receiver can check it with a stock library: headers ``webhook-id`` (the same on
+every retry of one message), ``webhook-timestamp`` (unix seconds) and
+``webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">``, keyed with
+the bytes of the workspace secret ``whsec_<base64>`` (``GET /v1/webhooks/secret``).
 
 Deliveries live in ``webhook_deliveries``, one row per attempt; a row with
 ``next_attempt_at`` set is due then, so pending deliveries survive restarts.
@@ -17,6 +20,8 @@ Deliveries live in ``webhook_deliveries``, one row per attempt; a row with
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import http.client
@@ -37,6 +42,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from converter import metrics
 from converter.db.engine import utcnow
 from converter.db.schema import webhook_deliveries, workspace_secrets
 from converter.errors import ConfigError, InvalidRequest
@@ -45,7 +51,8 @@ logger = logging.getLogger("converter.webhooks")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-SIGNATURE_HEADER = "Converter-Signature"
+SIGNATURE_HEADER = "webhook-signature"
+SECRET_PREFIX = "whsec_"
 _FIELD = "webhook_url"
 
 
@@ -122,25 +129,37 @@ class WebhookPolicy:
                       addresses=addresses)
 
 
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """The Converter-Signature header value for body sent at timestamp."""
-    mac = hmac.new(secret.encode("utf-8"), f"{timestamp}.".encode("ascii") + body,
-                   hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={mac}"
+def new_secret() -> str:
+    """A fresh signing secret in the Standard Webhooks form, whsec_<base64 of 32 bytes>."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
 
 
-def verify(secret: str, header: str, body: bytes, tolerance: float = 300.0,
-           now: float | None = None) -> bool:
-    """Receiver side: True if header signs body with secret and is recent enough."""
-    fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
+def secret_bytes(secret: str) -> bytes | None:
+    """The HMAC key a whsec_ secret stands for, or None if it is not in that form."""
+    if not secret.startswith(SECRET_PREFIX):
+        return None
     try:
-        timestamp = int(fields["t"])
-    except (KeyError, ValueError):
-        return False
-    if abs((time.time() if now is None else now) - timestamp) > tolerance:
-        return False
-    expected = sign(secret, timestamp, body).split("v1=", 1)[1]
-    return hmac.compare_digest(expected, fields.get("v1", ""))
+        key = base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return key if len(key) >= 24 else None
+
+
+def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    """The webhook-signature header value: v1,<base64 HMAC-SHA256 of "id.timestamp.body">."""
+    key = secret_bytes(secret)
+    if key is None:
+        raise ValueError("webhook secrets must be whsec_<base64>")
+    mac = hmac.new(key, f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode("ascii")
+
+
+def signed_headers(secret: str, message_id: str, body: bytes,
+                   now: float | None = None) -> dict[str, str]:
+    """The three Standard Webhooks headers for body."""
+    timestamp = int(time.time() if now is None else now)
+    return {"webhook-id": message_id, "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(secret, message_id, timestamp, body)}
 
 
 class SecretStore:
@@ -155,11 +174,13 @@ class SecretStore:
             workspace_secrets.c.workspace == workspace)
         with self.db.connect() as conn:
             found = conn.execute(query).scalar()
-        if found is not None:
+        if found is not None and secret_bytes(str(found)) is not None:
             return str(found)
+        if found is not None:
+            return self._rotate(workspace, str(found))
         try:
             with self.db.begin() as conn:
-                secret = "whsec_" + secrets.token_urlsafe(32)
+                secret = new_secret()
                 conn.execute(insert(workspace_secrets).values(
                     workspace=workspace, secret=secret, created_at=utcnow()))
             return secret
@@ -167,6 +188,19 @@ class SecretStore:
             # Another request created it first; theirs is the one.
             with self.db.connect() as conn:
                 return str(conn.execute(query).scalar_one())
+
+
+    def _rotate(self, workspace: str, old: str) -> str:
+        # Secrets made before Standard Webhooks signing were URL-safe text that no
+        # receiver library can decode; they are replaced once, on first use.
+        logger.warning("webhook secret of workspace %s predates Standard Webhooks signing; "
+                       "replaced with a whsec_<base64> one", workspace)
+        with self.db.begin() as conn:
+            conn.execute(update(workspace_secrets)
+                         .where(workspace_secrets.c.workspace == workspace,
+                                workspace_secrets.c.secret == old)
+                         .values(secret=new_secret()))
+        return self.get(workspace)
 
 
 def schedule(conn: Connection, run_id: str) -> None:
@@ -315,11 +349,11 @@ class WebhookDispatcher:
         try:
             target = self.policy.check(notice.url)
             body = json.dumps(notice.body, separators=(",", ":")).encode("utf-8")
+            # One message per run: retries keep its id, so receivers can deduplicate.
             headers = {
                 "Content-Type": "application/json",
                 "User-Agent": "converter-webhooks/1",
-                SIGNATURE_HEADER: sign(self.secrets.get(notice.workspace), int(time.time()),
-                                       body),
+                **signed_headers(self.secrets.get(notice.workspace), f"msg_{run_id}", body),
                 "Converter-Event": notice.event,
                 "Converter-Delivery": f"dlv_{delivery_id}",
             }
@@ -336,11 +370,14 @@ class WebhookDispatcher:
                 error: str | None, retryable: bool) -> None:
         now = utcnow()
         delivered = error is None
+        will_retry = not delivered and retryable and attempt < self.max_attempts
+        metrics.WEBHOOK_DELIVERIES.labels(
+            outcome="delivered" if delivered else "retry" if will_retry else "failed").inc()
         with self.db.begin() as conn:
             conn.execute(update(webhook_deliveries).where(webhook_deliveries.c.id == delivery_id)
                          .values(status_code=status, error=error, delivered=delivered, at=now,
                                  next_attempt_at=None))
-            if not delivered and retryable and attempt < self.max_attempts:
+            if will_retry:
                 delay = self.backoff * 2 ** (attempt - 1)
                 conn.execute(insert(webhook_deliveries).values(
                     run_id=run_id, attempt=attempt + 1, status_code=None, error=None,
