@@ -207,17 +207,19 @@ class EnginePool:
                     if inst.index in self._restarting:
                         continue
                     state = inst.state
+                rss = self._rss(inst)
                 if state == State.IDLE and not inst.alive():
                     logger.warning("%s died while idle; restarting", inst.name)
                     inst.kill()
                     self._restart_async(inst, "crash")
-                elif state == State.IDLE and self._rss(inst) > self.config.max_rss_mb:
+                elif state == State.IDLE and rss > self.config.max_rss_mb:
                     self._restart_async(inst, "memory")
                 elif state == State.DEAD:
                     self._restart_async(inst, "crash")
 
     def _rss(self, inst: Instance) -> float:
-        # Read by the supervisor anyway; publishing it here keeps scrapes free of /proc reads.
+        # Read on every supervisor round and release; publishing it here keeps scrapes
+        # free of /proc reads (and right in multiprocess mode, where scrapes see only files).
         rss = inst.rss_mb()
         metrics.INSTANCE_RSS.labels(instance=inst.name).set(round(rss, 1))
         return rss
@@ -277,7 +279,7 @@ class EnginePool:
                 reason = inst.drain_reason or "crash"
             elif inst.conversions >= self.config.recycle_after:
                 inst.state, reason = State.DRAINING, "recycle"
-            elif inst.rss_mb() > self.config.max_rss_mb:
+            elif self._rss(inst) > self.config.max_rss_mb:
                 inst.state, reason = State.DRAINING, "memory"
             else:
                 inst.state, reason = State.IDLE, ""
