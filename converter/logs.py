@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import logging.config
 import sys
+import time
 from typing import Any, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
@@ -48,9 +49,12 @@ class TextFormatter(logging.Formatter):
 
 def formatter(kind: str) -> logging.Formatter:
     """A formatter for kind ("json" or "text"); used by dictConfig through '()'."""
-    if kind == "json":
-        return JsonFormatter(_JSON, rename_fields=_RENAME)
-    return TextFormatter()
+    made = JsonFormatter(_JSON, rename_fields=_RENAME) if kind == "json" else TextFormatter()
+    # ISO-8601 UTC with milliseconds (2026-01-02T03:04:05.678Z), whatever the host's zone.
+    made.converter = time.gmtime
+    made.default_time_format = "%Y-%m-%dT%H:%M:%S"
+    made.default_msec_format = "%s.%03dZ"
+    return made
 
 
 class Handler(logging.StreamHandler):  # type: ignore[type-arg]
