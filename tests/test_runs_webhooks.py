@@ -21,7 +21,7 @@ from converter.db.schema import files, runs, workspace_secrets
 from converter.errors import ConfigError
 from converter.service import webhooks
 from converter.service.webhooks import Notice, SecretStore, WebhookDispatcher, WebhookPolicy
-from tests.support.served import ServedApp, error_of
+from tests.support.served import ServedApp, error_of, total
 from tests.test_runs import create_run, fetch, wait_run
 
 
@@ -164,6 +164,7 @@ def test_failing_endpoint_is_retried_with_backoff(hooked: ServedApp, receiver: R
                                                   corpus: Path) -> None:
     """500 then 200: two attempts, spaced by the backoff, both visible on the run."""
     receiver.script["/flaky"] = [500, 200]
+    before = hooked.scrape()
     file_id = hooked.upload_ok(corpus / "odt/HelloWorld.odt")["id"]
     run_id = create_run(hooked, {"file_id": file_id, "format": "txt",
                                  "webhook_url": receiver.url("/flaky")}).json()["run_id"]
@@ -184,6 +185,10 @@ def test_failing_endpoint_is_retried_with_backoff(hooked: ServedApp, receiver: R
     assert [(d["attempt"], d["status_code"], d["delivered"]) for d in deliveries] == [
         (1, 500, False), (2, 200, True)]
     assert "HTTP 500" in deliveries[0]["error"]
+    after = hooked.scrape()
+    for outcome, count in (("retry", 1), ("delivered", 1), ("failed", 0)):
+        assert (total(after, "converter_webhook_deliveries_total", outcome=outcome)
+                - total(before, "converter_webhook_deliveries_total", outcome=outcome)) == count
 
 
 def test_failed_run_is_posted_and_attempts_are_bounded(hooked: ServedApp, receiver: Receiver,
@@ -203,6 +208,7 @@ def test_failed_run_is_posted_and_attempts_are_bounded(hooked: ServedApp, receiv
     assert [(d["attempt"], d["status_code"], d["delivered"]) for d in webhook["deliveries"]] == [
         (1, 503, False), (2, 503, False), (3, 503, False)]
     assert webhook["next_attempt_at"] is None
+    assert total(hooked.scrape(), "converter_webhook_deliveries_total", outcome="failed") >= 1
 
 
 def test_secret_is_per_workspace_and_stable(hooked: ServedApp) -> None:
