@@ -37,11 +37,9 @@ def create_run() -> tuple[Response, int]:
     who = principal()
     key = validate_key(request.headers.get(HEADER))
     body = _json_body()
-    if isinstance(body, dict) and isinstance(body.get("file_id"), str):
-        note(file_id=body["file_id"][:64])
     accepted = services().runs.create(who, body, key, base_url())
-    if isinstance(accepted.body.get("run_id"), str):
-        note(run_id=accepted.body["run_id"])
+    # Only once the run exists is body's file_id known to be a real, visible file.
+    note(run_id=str(accepted.body.get("run_id")), file_id=str(body["file_id"]))
     return _respond(accepted)
 
 
