@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,11 @@ def _announce_when_ready(app: Flask, config: Config) -> None:
 
 def prepare_metrics_dir(data_path: Path) -> Path:
     """Empty CONVERTER_DATA_DIR/metrics and point PROMETHEUS_MULTIPROC_DIR at it."""
+    # prometheus-client picks its storage when its first metric is made; workers fork
+    # from this process, so metrics made here already would count in memory, per worker.
+    if "converter.metrics" in sys.modules:
+        raise RuntimeError("converter.metrics was imported before the serve command set "
+                           "PROMETHEUS_MULTIPROC_DIR; import it lazily in the master process")
     path = data_path / "metrics"
     # Files left by a previous run would be added to this one's figures.
     shutil.rmtree(path, ignore_errors=True)

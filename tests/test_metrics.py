@@ -157,3 +157,15 @@ def test_figures_add_up_across_worker_processes(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+
+
+def test_metrics_made_before_the_directory_is_set_are_refused(tmp_path: Path) -> None:
+    """Serving after converter.metrics was imported would count per worker: it stops instead."""
+    script = ("import converter.metrics\n"
+              "from converter.server import prepare_metrics_dir\n"
+              f"prepare_metrics_dir(__import__('pathlib').Path({str(tmp_path)!r}))\n")
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "PROMETHEUS_MULTIPROC_DIR" in done.stderr, done.stderr
+    assert not (tmp_path / "metrics").exists()
