@@ -123,7 +123,8 @@ def test_lifecycle_logs_are_json_and_leak_nothing(serve: type[ServedApp], corpus
     loggers = {r["logger"] for r in records}
     assert "gunicorn.error" in loggers, loggers  # gunicorn's own lines, in the same shape
     engine = [r for r in records if r["logger"] == "converter.engine"]
-    assert any("engine-0 ready" in r["message"] for r in engine), engine
+    assert any(r.get("instance") == "engine-0" and r.get("reason") == "start"
+               and "ready" in r["message"] for r in engine), engine
     # The bridge runs in LibreOffice's Python; its lines are re-logged in the same shape.
     bridge = [r for r in records if r["logger"] == "converter.engine.bridge"]
     assert any(r["message"].startswith("serving on") and r["instance"] == "engine-0"

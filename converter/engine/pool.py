@@ -174,13 +174,14 @@ class EnginePool:
                     inst.spawn()
                     inst.wait_ready(START_TIMEOUT)
                     logger.info("%s ready in %.2fs (%s)", inst.name,
-                                time.monotonic() - started, reason)
+                                time.monotonic() - started, reason,
+                                extra={"instance": inst.name, "reason": reason})
                     break
                 except (EngineStartError, EngineGone, EngineCallTimeout,
                         xmlrpc.client.Fault, OSError) as exc:
                     self.start_error = str(exc)
                     logger.error("%s failed to start (attempt %d): %s", inst.name,
-                                 attempt + 1, exc)
+                                 attempt + 1, exc, extra={"instance": inst.name})
                     inst.kill()
                     time.sleep(0.5 * (attempt + 1))
             else:
@@ -209,7 +210,8 @@ class EnginePool:
                     state = inst.state
                 rss = self._rss(inst)
                 if state == State.IDLE and not inst.alive():
-                    logger.warning("%s died while idle; restarting", inst.name)
+                    logger.warning("%s died while idle; restarting", inst.name,
+                                   extra={"instance": inst.name, "reason": "crash"})
                     inst.kill()
                     self._restart_async(inst, "crash")
                 elif state == State.IDLE and rss > self.config.max_rss_mb:
@@ -324,7 +326,8 @@ class EnginePool:
                     f"({self.config.conversion_timeout:g}s); the engine instance was restarted"
                 ) from None
             except EngineGone as exc:
-                logger.warning("%s lost during conversion: %s", inst.name, exc)
+                logger.warning("%s lost during conversion: %s", inst.name, exc,
+                               extra={"instance": inst.name, "reason": "crash"})
                 crashes = self._crashed(inst, crashes)
                 continue  # retried once on another instance
             except xmlrpc.client.Fault as fault:
