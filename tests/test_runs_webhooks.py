@@ -19,8 +19,10 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from converter.db.engine import connect, next_seq, utcnow
 from converter.db.schema import files, runs, workspace_secrets
 from converter.errors import ConfigError
+from converter.service import webhook_signing as signing
 from converter.service import webhooks
-from converter.service.webhooks import Notice, SecretStore, WebhookDispatcher, WebhookPolicy
+from converter.service.webhook_signing import SecretStore
+from converter.service.webhooks import Notice, WebhookDispatcher, WebhookPolicy
 from tests.support.served import ServedApp, error_of, total
 from tests.test_runs import create_run, fetch, wait_run
 
@@ -267,16 +269,16 @@ def test_policy_rules_without_network() -> None:
     target = WebhookPolicy(("127.0.0.0/8",)).check("https://127.0.0.1:8443/a/b?c=d")
     assert (target.scheme, target.host, target.port, target.path, target.addresses) == (
         "https", "127.0.0.1", 8443, "/a/b?c=d", ("127.0.0.1",))
-    secret = webhooks.new_secret()
-    signed = webhooks.signed_headers(secret, "msg_1", b'{"a":1}')
+    secret = signing.new_secret()
+    signed = signing.signed_headers(secret, "msg_1", b'{"a":1}')
     assert Webhook(secret).verify(b'{"a":1}', signed) == {"a": 1}
-    stale = webhooks.signed_headers(secret, "msg_1", b"{}", now=time.time() - 3600)
+    stale = signing.signed_headers(secret, "msg_1", b"{}", now=time.time() - 3600)
     with pytest.raises(WebhookVerificationError):
         Webhook(secret).verify(b"{}", stale)
     with pytest.raises(WebhookVerificationError):
-        Webhook(webhooks.new_secret()).verify(b'{"a":1}', signed)
+        Webhook(signing.new_secret()).verify(b'{"a":1}', signed)
     with pytest.raises(ValueError, match="whsec_"):
-        webhooks.sign("whsec_not-base64_!", "msg_1", 0, b"{}")
+        signing.sign("whsec_not-base64_!", "msg_1", 0, b"{}")
 
 
 def test_due_deliveries_are_found_in_the_database(tmp_path: Path, receiver: Receiver) -> None:
@@ -319,7 +321,7 @@ def test_secret_from_before_standard_webhooks_is_replaced(tmp_path: Path) -> Non
             workspace="w", secret="whsec_" + "-_x" * 14, created_at=utcnow()))
     store = SecretStore(db)
     secret = store.get("w")
-    assert len(webhooks.secret_bytes(secret) or b"") == 32
+    assert len(signing.secret_bytes(secret) or b"") == 32
     assert store.get("w") == secret
     with db.connect() as conn:
         assert conn.execute(select(workspace_secrets.c.secret)).scalars().all() == [secret]

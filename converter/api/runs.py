@@ -12,7 +12,7 @@ from converter.errors import InvalidRequest
 from converter.service.idempotency import HEADER, validate_key
 from converter.service.pagination import parse_limit
 from converter.service.runs import Accepted
-from converter.service.webhooks import SIGNATURE_HEADER
+from converter.service.webhook_signing import SIGNATURE_HEADER
 
 bp = Blueprint("runs", __name__, url_prefix="/v1")
 

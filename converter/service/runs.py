@@ -32,7 +32,8 @@ from converter.service.idempotency import IdempotencyStore, lock_api_key, reques
 from converter.service.pagination import decode_cursor, encode_cursor
 from converter.service.principal import Principal
 from converter.service.ratelimit import Budget, headers
-from converter.service.webhooks import Notice, SecretStore, WebhookPolicy
+from converter.service.webhook_signing import SecretStore
+from converter.service.webhooks import Notice, WebhookPolicy
 
 STATUSES = ("pending", "running", "completed", "failed")
 _CREATE_FIELDS = ("file_id", "format", "options", "webhook_url")

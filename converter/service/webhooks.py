@@ -8,11 +8,8 @@ again at each delivery, and the connection goes to the address just checked, so
 a DNS answer that changes in between (rebinding) cannot redirect it. Redirects
 are never followed.
 
-Signature: the Standard Webhooks scheme (https://www.standardwebhooks.com), so any
-receiver can check it with a stock library: headers ``webhook-id`` (the same on
-every retry of one message), ``webhook-timestamp`` (unix seconds) and
-``webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">``, keyed with
-the bytes of the workspace secret ``whsec_<base64>`` (``GET /v1/webhooks/secret``).
+Signature: Standard Webhooks headers from ``webhook_signing``; retries of one
+run's message keep its ``webhook-id``.
 
 Deliveries live in ``webhook_deliveries``, one row per attempt; a row with
 ``next_attempt_at`` set is due then, so pending deliveries survive restarts.
@@ -20,19 +17,13 @@ Deliveries live in ``webhook_deliveries``, one row per attempt; a row with
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import http.client
 import ipaddress
 import json
 import logging
-import secrets
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -40,19 +31,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import Connection, Engine, insert, select, update
-from sqlalchemy.exc import IntegrityError
 
 from converter import metrics
 from converter.db.engine import utcnow
-from converter.db.schema import webhook_deliveries, workspace_secrets
+from converter.db.schema import webhook_deliveries
 from converter.errors import ConfigError, InvalidRequest
+from converter.service.webhook_signing import SecretStore, signed_headers
 
 logger = logging.getLogger("converter.webhooks")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-SIGNATURE_HEADER = "webhook-signature"
-SECRET_PREFIX = "whsec_"
 _FIELD = "webhook_url"
 
 
@@ -127,80 +116,6 @@ class WebhookPolicy:
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         return Target(url=url, scheme=parts.scheme, host=host, port=port, path=path,
                       addresses=addresses)
-
-
-def new_secret() -> str:
-    """A fresh signing secret in the Standard Webhooks form, whsec_<base64 of 32 bytes>."""
-    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
-
-
-def secret_bytes(secret: str) -> bytes | None:
-    """The HMAC key a whsec_ secret stands for, or None if it is not in that form."""
-    if not secret.startswith(SECRET_PREFIX):
-        return None
-    try:
-        key = base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    return key if len(key) >= 24 else None
-
-
-def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
-    """The webhook-signature header value: v1,<base64 HMAC-SHA256 of "id.timestamp.body">."""
-    key = secret_bytes(secret)
-    if key is None:
-        raise ValueError("webhook secrets must be whsec_<base64>")
-    mac = hmac.new(key, f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(mac).decode("ascii")
-
-
-def signed_headers(secret: str, message_id: str, body: bytes,
-                   now: float | None = None) -> dict[str, str]:
-    """The three Standard Webhooks headers for body."""
-    timestamp = int(time.time() if now is None else now)
-    return {"webhook-id": message_id, "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(secret, message_id, timestamp, body)}
-
-
-class SecretStore:
-    """One signing secret per workspace, created on first use."""
-
-    def __init__(self, db: Engine) -> None:
-        self.db = db
-
-    def get(self, workspace: str) -> str:
-        """The workspace's webhook secret (created now if it has none)."""
-        query = select(workspace_secrets.c.secret).where(
-            workspace_secrets.c.workspace == workspace)
-        with self.db.connect() as conn:
-            found = conn.execute(query).scalar()
-        if found is not None and secret_bytes(str(found)) is not None:
-            return str(found)
-        if found is not None:
-            return self._rotate(workspace, str(found))
-        try:
-            with self.db.begin() as conn:
-                secret = new_secret()
-                conn.execute(insert(workspace_secrets).values(
-                    workspace=workspace, secret=secret, created_at=utcnow()))
-            return secret
-        except IntegrityError:
-            # Another request created it first; theirs is the one.
-            with self.db.connect() as conn:
-                return str(conn.execute(query).scalar_one())
-
-
-    def _rotate(self, workspace: str, old: str) -> str:
-        # Secrets made before Standard Webhooks signing were URL-safe text that no
-        # receiver library can decode; they are replaced once, on first use.
-        logger.warning("webhook secret of workspace %s predates Standard Webhooks signing; "
-                       "replaced with a whsec_<base64> one", workspace)
-        with self.db.begin() as conn:
-            conn.execute(update(workspace_secrets)
-                         .where(workspace_secrets.c.workspace == workspace,
-                                workspace_secrets.c.secret == old)
-                         .values(secret=new_secret()))
-        return self.get(workspace)
 
 
 def schedule(conn: Connection, run_id: str) -> None:
