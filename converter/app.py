@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from flask import Flask
 
 from converter import config as config_module
+from converter import logs
 from converter.api import register
 from converter.config import Config
 from converter.wiring import Services, build
@@ -17,8 +17,7 @@ def create_app(config: Config | None = None, *, services: Services | None = None
                engine: Any = None, start_engine: bool = True) -> Flask:
     """Create the application; builds the services unless given."""
     config = config or (services.config if services else config_module.load())
-    logging.basicConfig(level=config.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(config.log_level, config.log_format)
     app = Flask("converter", static_folder=None)
     # Werkzeug rejects larger bodies before parsing them; the multipart envelope
     # gets some room above the file limit itself, which FileService enforces exactly.

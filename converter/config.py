@@ -85,6 +85,12 @@ def _bool(raw: str) -> bool:
     raise ValueError("must be true or false")
 
 
+def _log_format(raw: str) -> str:
+    if raw not in ("", "json", "text"):
+        raise ValueError("must be 'json' or 'text' (or empty: text on a terminal, JSON otherwise)")
+    return raw
+
+
 def _csv(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
@@ -127,6 +133,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log_level", _text, "INFO", "Python logging level."),
     Setting("url", _url, "", "Client side: base URL of the service the converter CLI and Client.from_env() talk to (e.g. http://127.0.0.1:8080); the server ignores it."),
     Setting("api_key", _text, "", "Client side: API key the converter CLI and Client.from_env() send; the server ignores it."),
+    Setting("log_format", _log_format, "", "Log lines as json or text; empty means text on a terminal and JSON otherwise."),
 )
 
 
@@ -171,6 +178,7 @@ class Config:
     log_level: str
     url: str
     api_key: str
+    log_format: str
 
     @property
     def data_path(self) -> Path:

@@ -1,14 +1,25 @@
-"""Runs the app under gunicorn: one worker process that owns the engine pool, many threads."""
+"""Runs the app under gunicorn: one worker process that owns the engine pool, many threads.
+
+Metrics are kept in prometheus-client's multiprocess mode from the start, so they
+stay right however many worker processes serve HTTP: the master empties a
+directory under CONVERTER_DATA_DIR and exports PROMETHEUS_MULTIPROC_DIR before any
+worker imports prometheus_client, and forgets a worker's live gauges when it exits.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
+from converter import logs
 from converter.config import Config
 
 logger = logging.getLogger("converter")
@@ -26,12 +37,34 @@ def _announce_when_ready(app: Flask, config: Config) -> None:
                 len(getattr(engine, "instances", [])))
 
 
+def prepare_metrics_dir(data_path: Path) -> Path:
+    """Empty CONVERTER_DATA_DIR/metrics and point PROMETHEUS_MULTIPROC_DIR at it."""
+    # prometheus-client picks its storage when its first metric is made; workers fork
+    # from this process, so metrics made here already would count in memory, per worker.
+    if "converter.metrics" in sys.modules:
+        raise RuntimeError("converter.metrics was imported before the serve command set "
+                           "PROMETHEUS_MULTIPROC_DIR; import it lazily in the master process")
+    path = data_path / "metrics"
+    # Files left by a previous run would be added to this one's figures.
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    return path
+
+
+def _child_exit(_server: Any, worker: Any) -> None:
+    from converter import metrics
+
+    metrics.mark_process_dead(worker.pid)
+
+
 class GunicornServer(BaseApplication):  # type: ignore[misc]
     """gunicorn configured from Config instead of a config file."""
 
     def __init__(self, config: Config) -> None:
         self.converter_config = config
         self.application: Flask | None = None
+        self.metrics_dir = prepare_metrics_dir(config.data_path)
         super().__init__()
 
     def load_config(self) -> None:
@@ -51,7 +84,9 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
             "accesslog": None,
             "errorlog": "-",
             "loglevel": cfg.log_level.lower(),
+            "logconfig_dict": logs.dict_config(cfg.log_level, logs.resolve(cfg.log_format)),
             "worker_exit": self._worker_exit,
+            "child_exit": _child_exit,
             "post_worker_init": self._post_worker_init,
             # Several services (tests, sidecars) may share a host; none needs the socket.
             "control_socket_disable": True,

@@ -25,7 +25,8 @@ from converter.service.run_worker import RunWorker
 from converter.service.runs import RunService
 from converter.service.signing import Signer, load_secret
 from converter.service.url_fetch import UrlFetcher
-from converter.service.webhooks import SecretStore, WebhookDispatcher, WebhookPolicy
+from converter.service.webhook_signing import SecretStore
+from converter.service.webhooks import WebhookDispatcher, WebhookPolicy
 from converter.storage import Storage, open_storage
 
 logger = logging.getLogger("converter")

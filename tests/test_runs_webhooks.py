@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import threading
 import time
@@ -15,14 +13,17 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import insert
+from sqlalchemy import insert, select
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from converter.db.engine import connect, next_seq, utcnow
-from converter.db.schema import files, runs
+from converter.db.schema import files, runs, workspace_secrets
 from converter.errors import ConfigError
+from converter.service import webhook_signing as signing
 from converter.service import webhooks
-from converter.service.webhooks import Notice, SecretStore, WebhookDispatcher, WebhookPolicy
-from tests.support.served import ServedApp, error_of
+from converter.service.webhook_signing import SecretStore
+from converter.service.webhooks import Notice, WebhookDispatcher, WebhookPolicy
+from tests.support.served import ServedApp, error_of, total
 from tests.test_runs import create_run, fetch, wait_run
 
 
@@ -115,20 +116,21 @@ def secret_of(app: ServedApp, key: str | None = None) -> str:
     response = app.request("GET", "/v1/webhooks/secret", key=key)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["signature_header"] == "Converter-Signature"
+    assert body["signature_header"] == "webhook-signature"
     secret: str = body["secret"]
     return secret
 
 
 def check_signature(secret: str, call: Received) -> None:
-    """Verify Converter-Signature the way a receiver would, without the service's code."""
-    fields = dict(part.split("=", 1) for part in call.headers["Converter-Signature"].split(","))
-    assert abs(int(fields["t"]) - call.at) < 60
-    expected = hmac.new(secret.encode(), f"{fields['t']}.".encode() + call.body,
-                        hashlib.sha256).hexdigest()
-    assert hmac.compare_digest(fields["v1"], expected)
-    assert webhooks.verify(secret, call.headers["Converter-Signature"], call.body)
-    assert not webhooks.verify(secret, call.headers["Converter-Signature"], call.body + b" ")
+    """Verify the way a receiver would: with the standardwebhooks library, not our code."""
+    hook = Webhook(secret)
+    assert hook.verify(call.body, call.headers) == json.loads(call.body)
+    assert call.headers["webhook-signature"].startswith("v1,")
+    assert abs(int(call.headers["webhook-timestamp"]) - call.at) < 60
+    with pytest.raises(WebhookVerificationError):
+        hook.verify(call.body + b" ", call.headers)
+    with pytest.raises(WebhookVerificationError):
+        hook.verify(call.body, {**call.headers, "webhook-id": "msg_other"})
 
 
 def test_completed_run_is_posted_signed(hooked: ServedApp, receiver: Receiver,
@@ -164,12 +166,15 @@ def test_failing_endpoint_is_retried_with_backoff(hooked: ServedApp, receiver: R
                                                   corpus: Path) -> None:
     """500 then 200: two attempts, spaced by the backoff, both visible on the run."""
     receiver.script["/flaky"] = [500, 200]
+    before = hooked.scrape()
     file_id = hooked.upload_ok(corpus / "odt/HelloWorld.odt")["id"]
     run_id = create_run(hooked, {"file_id": file_id, "format": "txt",
                                  "webhook_url": receiver.url("/flaky")}).json()["run_id"]
     first, second = receiver.wait_for("/flaky", 2)
     assert second.at - first.at >= 0.45
     assert first.headers["Converter-Delivery"] != second.headers["Converter-Delivery"]
+    # One message, two attempts: the Standard Webhooks id is what receivers deduplicate on.
+    assert first.headers["webhook-id"] == second.headers["webhook-id"] == f"msg_{run_id}"
     secret = secret_of(hooked)
     check_signature(secret, first)
     check_signature(secret, second)
@@ -182,6 +187,10 @@ def test_failing_endpoint_is_retried_with_backoff(hooked: ServedApp, receiver: R
     assert [(d["attempt"], d["status_code"], d["delivered"]) for d in deliveries] == [
         (1, 500, False), (2, 200, True)]
     assert "HTTP 500" in deliveries[0]["error"]
+    after = hooked.scrape()
+    for outcome, count in (("retry", 1), ("delivered", 1), ("failed", 0)):
+        assert (total(after, "converter_webhook_deliveries_total", outcome=outcome)
+                - total(before, "converter_webhook_deliveries_total", outcome=outcome)) == count
 
 
 def test_failed_run_is_posted_and_attempts_are_bounded(hooked: ServedApp, receiver: Receiver,
@@ -201,6 +210,7 @@ def test_failed_run_is_posted_and_attempts_are_bounded(hooked: ServedApp, receiv
     assert [(d["attempt"], d["status_code"], d["delivered"]) for d in webhook["deliveries"]] == [
         (1, 503, False), (2, 503, False), (3, 503, False)]
     assert webhook["next_attempt_at"] is None
+    assert total(hooked.scrape(), "converter_webhook_deliveries_total", outcome="failed") >= 1
 
 
 def test_secret_is_per_workspace_and_stable(hooked: ServedApp) -> None:
@@ -259,10 +269,16 @@ def test_policy_rules_without_network() -> None:
     target = WebhookPolicy(("127.0.0.0/8",)).check("https://127.0.0.1:8443/a/b?c=d")
     assert (target.scheme, target.host, target.port, target.path, target.addresses) == (
         "https", "127.0.0.1", 8443, "/a/b?c=d", ("127.0.0.1",))
-    signature = webhooks.sign("s3cret", 1_700_000_000, b"{}")
-    assert webhooks.verify("s3cret", signature, b"{}", now=1_700_000_100)
-    assert not webhooks.verify("s3cret", signature, b"{}", now=1_700_001_000)
-    assert not webhooks.verify("other", signature, b"{}", now=1_700_000_000)
+    secret = signing.new_secret()
+    signed = signing.signed_headers(secret, "msg_1", b'{"a":1}')
+    assert Webhook(secret).verify(b'{"a":1}', signed) == {"a": 1}
+    stale = signing.signed_headers(secret, "msg_1", b"{}", now=time.time() - 3600)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(secret).verify(b"{}", stale)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(signing.new_secret()).verify(b'{"a":1}', signed)
+    with pytest.raises(ValueError, match="whsec_"):
+        signing.sign("whsec_not-base64_!", "msg_1", 0, b"{}")
 
 
 def test_due_deliveries_are_found_in_the_database(tmp_path: Path, receiver: Receiver) -> None:
@@ -294,4 +310,20 @@ def test_due_deliveries_are_found_in_the_database(tmp_path: Path, receiver: Rece
     with db.connect() as conn:
         view = webhooks.view(conn, ["run_x"])["run_x"]
     assert [(d["attempt"], d["delivered"]) for d in view["deliveries"]] == [(1, True)]
+    db.dispose()
+
+
+def test_secret_from_before_standard_webhooks_is_replaced(tmp_path: Path) -> None:
+    """A stored URL-safe secret (the old form) is swapped once for a whsec_<base64> one."""
+    db = connect(f"sqlite:///{tmp_path / 'secrets.db'}")
+    with db.begin() as conn:
+        conn.execute(insert(workspace_secrets).values(
+            workspace="w", secret="whsec_" + "-_x" * 14, created_at=utcnow()))
+    store = SecretStore(db)
+    secret = store.get("w")
+    assert len(signing.secret_bytes(secret) or b"") == 32
+    assert store.get("w") == secret
+    with db.connect() as conn:
+        assert conn.execute(select(workspace_secrets.c.secret)).scalars().all() == [secret]
+    Webhook(secret)  # the receiver library accepts it
     db.dispose()

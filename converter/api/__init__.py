@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from flask import Flask
 
-from converter.api import convert, downloads, errors, files, formats, health, runs, web
+from converter.api import convert, downloads, errors, files, formats, health, observe, runs, web
 
 
 def register(app: Flask) -> None:
     """Attach every blueprint and the error handlers."""
     errors.init_app(app)
+    observe.init_app(app)
     for module in (files, convert, formats, downloads, health, runs, web):
         app.register_blueprint(module.bp)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, send_file
 
 from converter.api.context import form_value, principal, services
+from converter.api.observe import note
 from converter.api.options import ONESHOT_FIELDS, parse_flag, request_options
 from converter.api.sources import document_source
 from converter.errors import InvalidRequest
@@ -43,5 +44,6 @@ def convert() -> Response:
     # Converted HTML is untrusted content: never let it run in our origin.
     response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
     if result.file_id:
+        note(file_id=result.file_id)
         response.headers["X-Converter-File-Id"] = result.file_id
     return response

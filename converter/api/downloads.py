@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, send_file
 
 from converter.api.context import services
+from converter.api.observe import note
 from converter.errors import NotFound
 from converter.storage import attachment_disposition
 
@@ -17,6 +18,7 @@ def download(token: str) -> Response:
     svc = services()
     grant = svc.conversions.signer.verify(token)
     artifact = svc.conversions.artifact(grant.artifact_id)
+    note(file_id=artifact.file_id)
     path = svc.storage.local_path(artifact.storage_key)
     if path is None or not path.exists():
         raise NotFound("The converted file no longer exists; convert it again")

@@ -22,10 +22,10 @@ _HTTP_TYPES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden",
 
 
 def request_id() -> str:
-    """This request's id (client-supplied X-Request-Id if sane, else random)."""
+    """This request's id (client-supplied X-Request-ID if well-formed, else random)."""
     rid: str | None = getattr(g, "request_id", None)
     if rid is None:
-        given = request.headers.get("X-Request-Id", "")
+        given = request.headers.get("X-Request-ID", "")
         rid = given if _REQUEST_ID.match(given) else "req_" + secrets.token_hex(8)
         g.request_id = rid
     return rid
@@ -92,7 +92,7 @@ def _unexpected(exc: Exception) -> Response:
 
 
 def _stamp(response: Response) -> Response:
-    response.headers["X-Request-Id"] = request_id()
+    response.headers["X-Request-ID"] = request_id()
     for name, value in (getattr(g, "ratelimit_headers", None) or {}).items():
         response.headers.setdefault(name, value)
     return response

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from converter.api.context import base_url, form_value, principal, services
+from converter.api.observe import note
 from converter.api.options import CONVERT_FIELDS, request_options
 from converter.api.sources import document_source
 from converter.errors import InvalidRequest
@@ -23,6 +24,7 @@ def upload() -> tuple[Response, int]:
     scope = check_scope(form_value("scope"))
     with svc.oneshot.receive(stream, filename, url) as received:
         record = svc.files.store(who, received, scope)
+    note(file_id=record.id)
     return jsonify(record.public()), 201
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
+from converter import metrics
 from converter.api.context import services
 
 bp = Blueprint("health", __name__)
@@ -51,38 +52,7 @@ def engine_stats() -> dict[str, Any]:
 
 
 @bp.get("/metrics")
-def metrics() -> Response:
-    """Prometheus text exposition of engine and cache counters."""
-    svc = services()
-    stats = engine_stats()
-    lines = [
-        "# TYPE converter_engine_instances gauge",
-        f"converter_engine_instances {stats.get('size', 0)}",
-        "# TYPE converter_engine_busy gauge",
-        f"converter_engine_busy {stats.get('busy', 0)}",
-        "# TYPE converter_engine_busy_max gauge",
-        f"converter_engine_busy_max {stats.get('busy_max', 0)}",
-        "# TYPE converter_engine_waiting gauge",
-        f"converter_engine_waiting {stats.get('waiting', 0)}",
-        "# TYPE converter_engine_conversions_total counter",
-        f"converter_engine_conversions_total {stats.get('conversions_total', 0)}",
-        "# TYPE converter_engine_calls_total counter",
-        f"converter_engine_calls_total {svc.conversions.engine_calls}",
-        "# TYPE converter_cache_hits_total counter",
-        f"converter_cache_hits_total {svc.conversions.cache_hits}",
-        "# TYPE converter_engine_restarts_total counter",
-    ]
-    for reason, count in sorted(stats.get("restarts", {}).items()):
-        lines.append(f'converter_engine_restarts_total{{reason="{reason}"}} {count}')
-    lines.append("# TYPE converter_artifacts_produced_total counter")
-    for path, count in sorted(svc.conversions.produced.items()):
-        lines.append(f'converter_artifacts_produced_total{{path="{path}"}} {count}')
-    lines.append("# TYPE converter_engine_instance_conversions gauge")
-    for inst in stats.get("instances", []):
-        lines.append(f'converter_engine_instance_conversions{{instance="{inst["name"]}"}} '
-                     f'{inst["conversions"]}')
-    lines.append("# TYPE converter_engine_instance_rss_megabytes gauge")
-    for inst in stats.get("instances", []):
-        lines.append(f'converter_engine_instance_rss_megabytes{{instance="{inst["name"]}"}} '
-                     f'{inst["rss_mb"]}')
-    return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+def metrics_endpoint() -> Response:
+    """Prometheus text exposition, added up over every worker process."""
+    body, content_type = metrics.exposition()
+    return Response(body, content_type=content_type)

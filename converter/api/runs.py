@@ -7,11 +7,12 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from converter.api.context import base_url, principal, services
+from converter.api.observe import note
 from converter.errors import InvalidRequest
 from converter.service.idempotency import HEADER, validate_key
 from converter.service.pagination import parse_limit
 from converter.service.runs import Accepted
-from converter.service.webhooks import SIGNATURE_HEADER
+from converter.service.webhook_signing import SIGNATURE_HEADER
 
 bp = Blueprint("runs", __name__, url_prefix="/v1")
 
@@ -35,7 +36,11 @@ def create_run() -> tuple[Response, int]:
     """Queue a conversion; 202 with the run id (replayed for a repeated Idempotency-Key)."""
     who = principal()
     key = validate_key(request.headers.get(HEADER))
-    return _respond(services().runs.create(who, _json_body(), key, base_url()))
+    body = _json_body()
+    accepted = services().runs.create(who, body, key, base_url())
+    # Only once the run exists is body's file_id known to be a real, visible file.
+    note(run_id=str(accepted.body.get("run_id")), file_id=str(body["file_id"]))
+    return _respond(accepted)
 
 
 @bp.get("/runs/<run_id>")
@@ -71,5 +76,7 @@ def webhook_secret() -> Response:
         "workspace": who.workspace,
         "secret": services().runs.webhook_secret(who.workspace),
         "signature_header": SIGNATURE_HEADER,
-        "scheme": "t=<unix seconds>,v1=<hex HMAC-SHA256(secret, '<t>.' + raw body)>",
+        "scheme": "Standard Webhooks: webhook-signature is v1,<base64 HMAC-SHA256 of "
+                  "'<webhook-id>.<webhook-timestamp>.<raw body>'>, keyed with the base64-"
+                  "decoded part of the secret after whsec_",
     })

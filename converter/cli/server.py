@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from collections.abc import Iterator
@@ -10,11 +11,14 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from converter import config as config_module
+from converter import logs
 from converter.cli.common import FAILED, OK, REFUSED
 from converter.datadir import prepare as prepare_data_dir
 
 if TYPE_CHECKING:
     from converter.service.keys import KeyStore
+
+logger = logging.getLogger("converter")
 
 # Seconds `keys revoke` waits on PostgreSQL for replicas to hear the NOTIFY (~1 ms).
 REPLICA_GRACE = 0.2
@@ -44,9 +48,10 @@ def _bootstrap(cfg: config_module.Config) -> None:
             return
         _key_id, raw = store.create("default", "admin", cfg.bootstrap_key or None)
     if cfg.bootstrap_key:
-        print("Created the API key given in CONVERTER_BOOTSTRAP_KEY "
-              "(workspace 'default', user 'admin').", flush=True)
+        logger.info("created the API key given in CONVERTER_BOOTSTRAP_KEY "
+                    "(workspace 'default', user 'admin')")
         return
+    # The one place a key is shown: on stdout, to the operator, never through the logs.
     bar = "=" * 72
     print(f"\n{bar}\n First start: created an API key (workspace 'default', user 'admin').\n"
           f" It is shown only this once:\n\n    {raw}\n\n"
@@ -57,12 +62,13 @@ def serve(args: argparse.Namespace) -> int:
     """Start the engine pool and the HTTP server (creating the first key if none)."""
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     cfg = config_module.load(**overrides)
+    logs.configure(cfg.log_level, cfg.log_format)
     _bootstrap(cfg)
     from converter.server import GunicornServer
 
-    print(f"converter: serving http://{cfg.host}:{cfg.port} (data in {cfg.data_path}); "
-          f"starting {cfg.workers} LibreOffice instances, /readyz turns 200 when they answer",
-          flush=True)
+    logger.info("serving http://%s:%d (data in %s); starting %d LibreOffice instances, "
+                "/readyz turns 200 when they answer", cfg.host, cfg.port, cfg.data_path,
+                cfg.workers)
     GunicornServer(cfg).run()
     return OK
 

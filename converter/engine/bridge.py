@@ -376,8 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scratch-root", type=Path, required=True)
     parser.add_argument("--connect-timeout", type=float, default=60.0)
     args = parser.parse_args(argv)
+    # "LEVEL message": the service re-logs each line at that level in its own format.
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s bridge[%(process)d] %(levelname)s %(message)s")
+                        format="%(levelname)s %(message)s")
     bridge = Bridge(args.uno_port, args.scratch_root, args.connect_timeout)
     server = _Server(("127.0.0.1", args.rpc_port), requestHandler=_Handler,
                      allow_none=True, logRequests=False)

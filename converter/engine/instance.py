@@ -19,18 +19,36 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
+from typing import IO
 
 from converter.engine.client import BridgeClient, EngineCallTimeout, EngineGone
 from converter.engine.profile import PROXY_ENV, write_profile
 
 logger = logging.getLogger("converter.engine")
+bridge_logger = logging.getLogger("converter.engine.bridge")
 
 _RESTART_REQUESTED = 81  # soffice's exit code after it initialised a new profile
 _PR_SET_PDEATHSIG = 1
 FONTS_CONF = Path(__file__).resolve().with_name("fonts.conf")
+
+
+def forward_output(stream: IO[bytes], instance: str, tail: deque[str]) -> None:
+    """Re-log a bridge's output lines ("LEVEL message") through this process's logging."""
+    with stream:
+        for raw in stream:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if not line:
+                continue
+            tail.append(line)
+            name, _, message = line.partition(" ")
+            level = logging.getLevelName(name)
+            if not isinstance(level, int):  # a traceback line or stray output
+                level, message = logging.WARNING, line
+            bridge_logger.log(level, "%s", message, extra={"instance": instance})
 
 
 class State(enum.Enum):
@@ -142,6 +160,7 @@ class Instance:
         self.generation = 0
         self.drain_reason = ""
         self.lock = threading.Lock()
+        self.bridge_tail: deque[str] = deque(maxlen=5)
 
     @property
     def name(self) -> str:
@@ -188,15 +207,17 @@ class Instance:
         tmp.mkdir(parents=True)
         self.uno_port, self.rpc_port = free_port(), free_port()
         self.soffice = self._spawn_soffice(profile)
-        log = open(self.root / "bridge.log", "ab")  # noqa: SIM115 - the child owns it
-        try:
-            self.bridge = subprocess.Popen(
-                [self.python, "-m", "converter.engine.bridge", "--uno-port", str(self.uno_port),
-                 "--rpc-port", str(self.rpc_port), "--scratch-root", str(self.scratch_root)],
-                env=self._env(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True, preexec_fn=_die_with_parent)
-        finally:
-            log.close()
+        self.bridge = subprocess.Popen(
+            [self.python, "-m", "converter.engine.bridge", "--uno-port", str(self.uno_port),
+             "--rpc-port", str(self.rpc_port), "--scratch-root", str(self.scratch_root)],
+            env=self._env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
+        # The bridge runs under LibreOffice's Python; its lines join this process's logs
+        # so they get the same format (and the same destination) as everything else.
+        self.bridge_tail.clear()
+        assert self.bridge.stdout is not None
+        threading.Thread(target=forward_output, name=f"{self.name}-bridge-log", daemon=True,
+                         args=(self.bridge.stdout, self.name, self.bridge_tail)).start()
         self.client = BridgeClient(self.rpc_port)
         self.generation += 1
         self.conversions = 0
@@ -214,8 +235,9 @@ class Instance:
                     f"{self.name}: soffice exited with {self.soffice.returncode}")
             if self.bridge is not None and self.bridge.poll() is not None:
                 raise EngineStartError(
-                    f"{self.name}: bridge exited with {self.bridge.returncode}; see "
-                    f"{self.root / 'bridge.log'} (is CONVERTER_ENGINE_PYTHON able to import uno?)")
+                    f"{self.name}: bridge exited with {self.bridge.returncode} (is "
+                    f"CONVERTER_ENGINE_PYTHON able to import uno?): "
+                    f"{' | '.join(self.bridge_tail) or 'no output'}")
             if time.monotonic() > deadline:
                 raise EngineStartError(f"{self.name}: not ready after {timeout:.0f}s")
             try:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from converter import metrics
 from converter.config import Config
 from converter.engine.client import (
     FAULT_EXPORT_FAILED,
@@ -58,6 +59,9 @@ class EngineJob:
     extras: dict[str, Any] = field(default_factory=dict)
     # Some exports write one file per part (CSV of every sheet: <stem>-<sheet>.csv).
     many_outputs: bool = False
+    # Labels for the duration histogram only; the engine never reads them.
+    source: str = ""
+    target: str = ""
 
 
 def _clear_leftovers(target: Path) -> None:
@@ -108,6 +112,7 @@ class EnginePool:
         self._stop = threading.Event()
         self._supervisor: threading.Thread | None = None
         self.start_error: str = ""
+        metrics.ENGINE_INSTANCES.set(self.size)
 
     # ----------------------------------------------------------------- lifecycle
     def start(self, wait: bool = True) -> None:
@@ -185,13 +190,14 @@ class EnginePool:
                     inst.spawn()
                     inst.wait_ready(START_TIMEOUT)
                     logger.info("%s ready in %.2fs (%s)", inst.name,
-                                time.monotonic() - started, reason)
+                                time.monotonic() - started, reason,
+                                extra={"instance": inst.name, "reason": reason})
                     break
                 except (EngineStartError, EngineGone, EngineCallTimeout,
                         xmlrpc.client.Fault, OSError) as exc:
                     self.start_error = str(exc)
                     logger.error("%s failed to start (attempt %d): %s", inst.name,
-                                 attempt + 1, exc)
+                                 attempt + 1, exc, extra={"instance": inst.name})
                     inst.kill()
                     time.sleep(0.5 * (attempt + 1))
             else:
@@ -201,6 +207,8 @@ class EnginePool:
                 return
             if reason != "start":
                 self.restarts[reason] += 1
+                metrics.ENGINE_RESTARTS.labels(reason=reason).inc()
+            metrics.INSTANCE_CONVERSIONS.labels(instance=inst.name).set(0)
             inst.drain_reason = ""
             with self.cond:
                 inst.state = State.IDLE
@@ -216,14 +224,23 @@ class EnginePool:
                     if inst.index in self._restarting:
                         continue
                     state = inst.state
+                rss = self._rss(inst)
                 if state == State.IDLE and not inst.alive():
-                    logger.warning("%s died while idle; restarting", inst.name)
+                    logger.warning("%s died while idle; restarting", inst.name,
+                                   extra={"instance": inst.name, "reason": "crash"})
                     inst.kill()
                     self._restart_async(inst, "crash")
-                elif state == State.IDLE and inst.rss_mb() > self.config.max_rss_mb:
+                elif state == State.IDLE and rss > self.config.max_rss_mb:
                     self._restart_async(inst, "memory")
                 elif state == State.DEAD:
                     self._restart_async(inst, "crash")
+
+    def _rss(self, inst: Instance) -> float:
+        # Read on every supervisor round and release; publishing it here keeps scrapes
+        # free of /proc reads (and right in multiprocess mode, where scrapes see only files).
+        rss = inst.rss_mb()
+        metrics.INSTANCE_RSS.labels(instance=inst.name).set(round(rss, 1))
+        return rss
 
     # ----------------------------------------------------------------- conversions
     @contextlib.contextmanager
@@ -244,6 +261,8 @@ class EnginePool:
                     f"All {self.size} engine instances are busy and {self.waiting} conversions "
                     "are queued; retry shortly", retry_after=2)
             self.waiting += 1
+            metrics.ENGINE_WAITING.inc()
+            queued = time.monotonic()
             try:
                 while True:
                     idle = [i for i in self.instances if i.state == State.IDLE]
@@ -253,7 +272,11 @@ class EnginePool:
                         inst = min(preferred, key=lambda i: i.conversions)
                         inst.state = State.BUSY
                         self.busy += 1
-                        self.busy_max = max(self.busy_max, self.busy)
+                        metrics.ENGINE_BUSY.inc()
+                        if self.busy > self.busy_max:
+                            self.busy_max = self.busy
+                            metrics.ENGINE_BUSY_MAX.set(self.busy_max)
+                        metrics.QUEUE_WAIT_SECONDS.observe(time.monotonic() - queued)
                         return inst
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
@@ -263,16 +286,18 @@ class EnginePool:
                     self.cond.wait(min(remaining, 0.5))
             finally:
                 self.waiting -= 1
+                metrics.ENGINE_WAITING.dec()
 
     def _release(self, inst: Instance, healthy: bool) -> None:
         with self.cond:
             self.busy -= 1
+            metrics.ENGINE_BUSY.dec()
             if not healthy:
                 inst.state = State.DEAD
                 reason = inst.drain_reason or "crash"
             elif inst.conversions >= self.config.recycle_after:
                 inst.state, reason = State.DRAINING, "recycle"
-            elif inst.rss_mb() > self.config.max_rss_mb:
+            elif self._rss(inst) > self.config.max_rss_mb:
                 inst.state, reason = State.DRAINING, "memory"
             else:
                 inst.state, reason = State.IDLE, ""
@@ -296,14 +321,19 @@ class EnginePool:
                     healthy = True
                     raise ConversionTimeout("Conversion deadline passed while queued")
                 assert inst.client is not None
+                started = time.monotonic()
                 inst.client.convert(str(source), str(target), export_filter=job.export_filter,
                                     filter_options=job.filter_options,
                                     import_filter=job.import_filter or None, timeout=remaining,
                                     password=job.password, extras=job.extras)
+                metrics.CONVERSION_SECONDS.labels(source=job.source, target=job.target).observe(
+                    time.monotonic() - started)
                 inst.conversions += 1
                 healthy = True
                 with self.cond:
                     self.conversions_total += 1
+                metrics.ENGINE_CONVERSIONS.inc()
+                metrics.INSTANCE_CONVERSIONS.labels(instance=inst.name).set(inst.conversions)
             except EngineCallTimeout:
                 self.failures["timeout"] += 1
                 inst.drain_reason = "timeout"
@@ -313,7 +343,8 @@ class EnginePool:
                     f"({self.config.conversion_timeout:g}s); the engine instance was restarted"
                 ) from None
             except EngineGone as exc:
-                logger.warning("%s lost during conversion: %s", inst.name, exc)
+                logger.warning("%s lost during conversion: %s", inst.name, exc,
+                               extra={"instance": inst.name, "reason": "crash"})
                 crashes = self._crashed(inst, crashes)
                 continue  # retried once on another instance
             except xmlrpc.client.Fault as fault:
@@ -324,6 +355,7 @@ class EnginePool:
                     continue
                 healthy = True
                 inst.conversions += 1
+                metrics.INSTANCE_CONVERSIONS.labels(instance=inst.name).set(inst.conversions)
                 if fault.faultCode in (FAULT_LOAD_FAILED, FAULT_EXPORT_FAILED):
                     raise UnprocessableDocument(
                         "LibreOffice cannot open or convert this document (corrupt, encrypted "

@@ -17,10 +17,11 @@ from typing import Any, Protocol
 
 from sqlalchemy import Engine, select
 
+from converter import metrics
 from converter.db.engine import utcnow
 from converter.db.schema import artifacts
 from converter.engine.pool import EngineJob
-from converter.errors import ConversionTimeout, NotFound, PasswordRequired
+from converter.errors import ConversionTimeout, ConverterError, NotFound, PasswordRequired
 from converter.matrix import ExportPlan, Matrix
 from converter.service import decrypt, png_render
 from converter.service.artifact_index import (
@@ -150,7 +151,21 @@ class ConversionService:
         return self.run(subject, plan, deadline)
 
     def run(self, subject: Subject, plan: ExportPlan, deadline: float) -> Conversion:
-        """The artifact for (subject, plan), making it only on a cache miss."""
+        """The artifact for (subject, plan), making it only on a cache miss; counted."""
+        outcome = "ok"
+        try:
+            return self._run(subject, plan, deadline)
+        except ConverterError as exc:
+            outcome = exc.type
+            raise
+        except Exception:
+            outcome = "internal_error"
+            raise
+        finally:
+            metrics.CONVERSIONS.labels(source=plan.source, target=plan.target,
+                                       outcome=outcome).inc()
+
+    def _run(self, subject: Subject, plan: ExportPlan, deadline: float) -> Conversion:
         if subject.encrypted and not plan.password:
             raise PasswordRequired(
                 "The document is encrypted: send its password as options.password",
@@ -161,7 +176,9 @@ class ConversionService:
         if found is not None:
             with self._lock:
                 self.cache_hits += 1
+            metrics.CACHE_HITS.inc()
             return Conversion(found, cached=True, record=subject.record)
+        metrics.CACHE_MISSES.inc()
 
         def work() -> Artifact:
             again = subject.index.lookup(key)
@@ -217,6 +234,7 @@ class ConversionService:
             size = self.storage.put_file(storage_key, made.path, made.media_type)
         with self._lock:
             self.produced[made.produced_by] += 1
+        metrics.ARTIFACTS_PRODUCED.labels(path=made.produced_by).inc()
         artifact = Artifact(id="", file_id="", source_id=subject.source_id, format=plan.target,
                             media_type=made.media_type, storage_key=storage_key,
                             size_bytes=size, produced_by=made.produced_by)
@@ -229,7 +247,8 @@ class ConversionService:
             # PNG after PDF (or other pages after some) costs no second LibreOffice call.
             pdf_plan = self.matrix.plan(plan.source, plan.render_from,
                                         {"password": plan.password} if plan.password else {})
-            pdf = self.run(subject, pdf_plan, deadline).artifact
+            # _run, not run: the request is counted once, as the PNG it asked for.
+            pdf = self._run(subject, pdf_plan, deadline).artifact
             local = scratch / "source.pdf"
             self.storage.download_to(pdf.storage_key, local)
             return self.producer.png(local, plan, scratch, deadline - time.monotonic())

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from converter import metrics
 from converter.engine.pool import EngineJob
 from converter.errors import PasswordIncorrect, UnprocessableDocument
 from converter.matrix import ExportPlan
@@ -45,9 +46,11 @@ class Producer:
         job = EngineJob(import_filter=plan.import_filter, export_filter=plan.export_filter,
                         filter_options=filter_option_list(plan, filter_options),
                         password=plan.password if encrypted else None,
-                        extras=dict(plan.engine_options), many_outputs=many_outputs)
+                        extras=dict(plan.engine_options), many_outputs=many_outputs,
+                        source=plan.source, target=plan.target)
         with self._lock:
             self.engine_calls += 1
+        metrics.ENGINE_CALLS.inc()
         try:
             self.engine.convert(source, target, job, deadline)
         except UnprocessableDocument:

@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, case, func, or_, select, update
 
+from converter import metrics
 from converter.db.engine import process_tag, utcnow
 from converter.db.schema import files, runs
 from converter.errors import ConverterError, Overloaded, UpstreamError
@@ -179,6 +180,7 @@ class RunWorker:
                 self._wake.wait(self.poll)
                 self._wake.clear()
                 continue
+            metrics.RUNS.labels(status="running").inc()
             with self._lock:
                 self._active[claim.token] = claim.run_id
             try:
@@ -253,6 +255,7 @@ class RunWorker:
             conn.execute(update(runs).where(_held(claim)).values(
                 status="pending", lease_owner=None, lease_expires_at=None,
                 not_before=utcnow() + timedelta(seconds=delay)))
+        metrics.RUNS.labels(status="pending").inc()
 
     def _fail(self, claim: Claim, webhook_url: str | None, message: str) -> None:
         self._finish(claim, webhook_url, status="failed", artifact_id=None, error=message)
@@ -270,5 +273,6 @@ class RunWorker:
             logger.warning("run %s: lease lost before it finished; another worker owns it",
                            claim.run_id)
             return
+        metrics.RUNS.labels(status=status).inc()
         for callback in self.on_finished:
             callback()

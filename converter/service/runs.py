@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, Select, func, insert, select
 
+from converter import metrics
 from converter.db.engine import as_utc, next_seq, utcnow
 from converter.db.schema import artifacts, files, runs
 from converter.errors import Conflict, InvalidRequest, NotFound, RateLimitExceeded
@@ -32,7 +33,8 @@ from converter.service.idempotency import IdempotencyStore, lock_api_key, reques
 from converter.service.pagination import decode_cursor, encode_cursor
 from converter.service.principal import Principal
 from converter.service.ratelimit import Budget, headers
-from converter.service.webhooks import Notice, SecretStore, WebhookPolicy
+from converter.service.webhook_signing import SecretStore
+from converter.service.webhooks import Notice, WebhookPolicy
 
 STATUSES = ("pending", "running", "completed", "failed")
 _CREATE_FIELDS = ("file_id", "format", "options", "webhook_url")
@@ -164,6 +166,7 @@ class RunService:
         if replay is not None:
             # A concurrent request with this key committed first: answer as it did.
             return Accepted(replay.status_code, replay.body, _REPLAYED, True)
+        metrics.RUNS.labels(status="pending").inc()
         self.idempotency.purge_expired()
         for callback in self.on_created:
             callback()

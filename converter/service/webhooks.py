@@ -8,8 +8,8 @@ again at each delivery, and the connection goes to the address just checked, so
 a DNS answer that changes in between (rebinding) cannot redirect it. Redirects
 are never followed.
 
-Signature: ``Converter-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>`` over
-``f"{t}.{body}"`` with the workspace's secret (``GET /v1/webhooks/secret``).
+Signature: Standard Webhooks headers from ``webhook_signing``; retries of one
+run's message keep its ``webhook-id``.
 
 Deliveries live in ``webhook_deliveries``, one row per attempt; a row with
 ``next_attempt_at`` set is due then, so pending deliveries survive restarts.
@@ -17,17 +17,13 @@ Deliveries live in ``webhook_deliveries``, one row per attempt; a row with
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import http.client
 import ipaddress
 import json
 import logging
-import secrets
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -35,17 +31,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import Connection, Engine, insert, select, update
-from sqlalchemy.exc import IntegrityError
 
+from converter import metrics
 from converter.db.engine import utcnow
-from converter.db.schema import webhook_deliveries, workspace_secrets
+from converter.db.schema import webhook_deliveries
 from converter.errors import ConfigError, InvalidRequest
+from converter.service.webhook_signing import SecretStore, signed_headers
 
 logger = logging.getLogger("converter.webhooks")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-SIGNATURE_HEADER = "Converter-Signature"
 _FIELD = "webhook_url"
 
 
@@ -120,53 +116,6 @@ class WebhookPolicy:
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         return Target(url=url, scheme=parts.scheme, host=host, port=port, path=path,
                       addresses=addresses)
-
-
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """The Converter-Signature header value for body sent at timestamp."""
-    mac = hmac.new(secret.encode("utf-8"), f"{timestamp}.".encode("ascii") + body,
-                   hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={mac}"
-
-
-def verify(secret: str, header: str, body: bytes, tolerance: float = 300.0,
-           now: float | None = None) -> bool:
-    """Receiver side: True if header signs body with secret and is recent enough."""
-    fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
-    try:
-        timestamp = int(fields["t"])
-    except (KeyError, ValueError):
-        return False
-    if abs((time.time() if now is None else now) - timestamp) > tolerance:
-        return False
-    expected = sign(secret, timestamp, body).split("v1=", 1)[1]
-    return hmac.compare_digest(expected, fields.get("v1", ""))
-
-
-class SecretStore:
-    """One signing secret per workspace, created on first use."""
-
-    def __init__(self, db: Engine) -> None:
-        self.db = db
-
-    def get(self, workspace: str) -> str:
-        """The workspace's webhook secret (created now if it has none)."""
-        query = select(workspace_secrets.c.secret).where(
-            workspace_secrets.c.workspace == workspace)
-        with self.db.connect() as conn:
-            found = conn.execute(query).scalar()
-        if found is not None:
-            return str(found)
-        try:
-            with self.db.begin() as conn:
-                secret = "whsec_" + secrets.token_urlsafe(32)
-                conn.execute(insert(workspace_secrets).values(
-                    workspace=workspace, secret=secret, created_at=utcnow()))
-            return secret
-        except IntegrityError:
-            # Another request created it first; theirs is the one.
-            with self.db.connect() as conn:
-                return str(conn.execute(query).scalar_one())
 
 
 def schedule(conn: Connection, run_id: str) -> None:
@@ -315,11 +264,11 @@ class WebhookDispatcher:
         try:
             target = self.policy.check(notice.url)
             body = json.dumps(notice.body, separators=(",", ":")).encode("utf-8")
+            # One message per run: retries keep its id, so receivers can deduplicate.
             headers = {
                 "Content-Type": "application/json",
                 "User-Agent": "converter-webhooks/1",
-                SIGNATURE_HEADER: sign(self.secrets.get(notice.workspace), int(time.time()),
-                                       body),
+                **signed_headers(self.secrets.get(notice.workspace), f"msg_{run_id}", body),
                 "Converter-Event": notice.event,
                 "Converter-Delivery": f"dlv_{delivery_id}",
             }
@@ -336,11 +285,14 @@ class WebhookDispatcher:
                 error: str | None, retryable: bool) -> None:
         now = utcnow()
         delivered = error is None
+        will_retry = not delivered and retryable and attempt < self.max_attempts
+        metrics.WEBHOOK_DELIVERIES.labels(
+            outcome="delivered" if delivered else "retry" if will_retry else "failed").inc()
         with self.db.begin() as conn:
             conn.execute(update(webhook_deliveries).where(webhook_deliveries.c.id == delivery_id)
                          .values(status_code=status, error=error, delivered=delivered, at=now,
                                  next_attempt_at=None))
-            if not delivered and retryable and attempt < self.max_attempts:
+            if will_retry:
                 delay = self.backoff * 2 ** (attempt - 1)
                 conn.execute(insert(webhook_deliveries).values(
                     run_id=run_id, attempt=attempt + 1, status_code=None, error=None,

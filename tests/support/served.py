@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 REPO = Path(__file__).resolve().parents[2]
 CONVERTER = str(Path(sys.executable).with_name("converter"))
@@ -134,6 +136,10 @@ class ServedApp:
                 out[name] = float(value)
         return out
 
+    def scrape(self) -> list[Sample]:
+        """Every sample of /metrics, read with prometheus-client's own parser."""
+        return scrape(self.url)
+
     def soffice_pids(self) -> list[int]:
         """PIDs of LibreOffice processes this server started."""
         pids = []
@@ -148,6 +154,20 @@ class ServedApp:
             if "soffice.bin" in cmdline and marker in cmdline:
                 pids.append(int(entry.name))
         return pids
+
+
+def scrape(url: str) -> list[Sample]:
+    """Every sample of url/metrics, read with prometheus-client's own parser."""
+    response = requests.get(f"{url}/metrics", timeout=10)
+    assert response.status_code == 200, response.text
+    return [sample for family in text_string_to_metric_families(response.text)
+            for sample in family.samples]
+
+
+def total(samples: list[Sample], name: str, **labels: str) -> float:
+    """Sum of the samples called name whose labels include labels (0 when there are none)."""
+    return sum(s.value for s in samples
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
 
 
 def error_of(response: requests.Response) -> dict[str, Any]:

@@ -1,0 +1,171 @@
+"""Prometheus metrics over served apps: every family moves as the traffic says, across processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support.served import REPO, ServedApp, free_port, scrape, total
+from tests.test_runs import create_ok, wait_run
+
+CONVERT_ROUTE = "/v1/files/<file_id>/convert"
+
+
+@pytest.mark.engine
+def test_conversions_cache_http_and_runs_are_counted(service: ServedApp, corpus: Path) -> None:
+    """Two converts (a miss, a hit), a corrupt document, a run and a stray path, in /metrics."""
+    before = service.scrape()
+    file_id = service.upload_ok(corpus / "docx/SampleDoc.docx")["id"]
+    assert service.convert(file_id, "pdf").json()["cached"] is False
+    assert service.convert(file_id, "pdf").json()["cached"] is True
+    bad_id = service.upload_ok(corpus / "bad/xlsx-corrupted.xlsx")["id"]
+    assert service.convert(bad_id, "pdf").status_code == 422
+    run_id = create_ok(service, file_id, "txt")
+    assert wait_run(service, run_id)["status"] == "completed"
+    assert requests.get(f"{service.url}/no/such/{file_id}", timeout=10).status_code == 404
+    after = service.scrape()
+
+    def delta(name: str, **labels: str) -> float:
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    assert delta("converter_conversions_total", source="docx", target="pdf", outcome="ok") == 2
+    assert delta("converter_conversions_total", source="xlsx", target="pdf",
+                 outcome="unprocessable_document") == 1
+    assert delta("converter_conversions_total", source="docx", target="txt", outcome="ok") == 1
+    assert delta("converter_cache_hits_total") == 1
+    assert delta("converter_cache_misses_total") == 3
+    assert delta("converter_engine_calls_total") == 3
+    assert delta("converter_conversion_duration_seconds_count", source="docx", target="pdf") == 1
+    assert delta("converter_conversion_duration_seconds_count", source="docx", target="txt") == 1
+    assert delta("converter_conversion_duration_seconds_sum", source="docx", target="pdf") > 0
+    assert delta("converter_engine_queue_wait_seconds_count") >= 3
+
+    assert delta("converter_http_requests_total", route=CONVERT_ROUTE, method="POST",
+                 status="200") == 2
+    assert delta("converter_http_requests_total", route=CONVERT_ROUTE, method="POST",
+                 status="422") == 1
+    assert delta("converter_http_requests_total", route="/v1/files", method="POST",
+                 status="201") == 2
+    assert delta("converter_http_requests_total", route="<unmatched>", method="GET",
+                 status="404") == 1
+    assert delta("converter_http_request_duration_seconds_count", route=CONVERT_ROUTE,
+                 method="POST") == 3
+    # Route templates only: no id ever becomes a label value.
+    assert not [s for s in after if file_id in json.dumps(s.labels)]
+
+    assert delta("converter_runs_total", status="pending") == 1
+    assert delta("converter_runs_total", status="running") == 1
+    assert delta("converter_runs_total", status="completed") == 1
+    assert total(after, "converter_engine_instances") == 2
+    assert total(after, "converter_engine_busy") == 0
+    rss = [s for s in after if s.name == "converter_engine_instance_rss_megabytes"]
+    assert len(rss) == 2 and all(s.value > 10 for s in rss), rss
+
+
+def _wait(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def _log_records(path: Path) -> list[dict[str, object]]:
+    records = []
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            records.append(json.loads(line))
+    return records
+
+
+def test_figures_add_up_across_worker_processes(tmp_path: Path) -> None:
+    """gunicorn with two workers: any worker's /metrics counts every worker's requests, and a
+    killed worker's live gauges are dropped while its counts are kept."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVERTER_")}
+    env.update({"CONVERTER_DATA_DIR": str(data), "CONVERTER_PORT": str(port),
+                "CONVERTER_WORKERS": "2", "CONVERTER_RUN_WORKERS": "0",
+                "CONVERTER_LOG_FORMAT": "json", "CONVERTER_LOG_LEVEL": "INFO"})
+    log_path = tmp_path / "serve.log"
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "tests.support.multiworker"], cwd=REPO,
+                                env=env, stdout=log, stderr=log, start_new_session=True)
+    try:
+        def healthy() -> bool:
+            assert proc.poll() is None, log_path.read_text()
+            try:
+                return requests.get(f"{url}/healthz", timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+
+        _wait(healthy, 60, "the two-worker server did not start")
+        base = total(scrape(url), "converter_http_requests_total", route="/healthz")
+
+        def serving_pids() -> set[int]:
+            return {int(str(r["pid"])) for r in _log_records(log_path)
+                    if r.get("logger") == "converter.http" and r.get("route") == "/healthz"}
+
+        sent = 0
+        with ThreadPoolExecutor(8) as pool:
+            while len(serving_pids()) < 2 and sent < 800:
+                codes = list(pool.map(
+                    lambda _: requests.get(f"{url}/healthz", timeout=10).status_code, range(40)))
+                assert codes == [200] * 40
+                sent += 40
+        pids = serving_pids()
+        assert len(pids) == 2, f"one worker served all {sent} requests: {pids}"
+
+        expected = base + sent
+        for _ in range(8):  # each scrape is answered by whichever worker accepts it
+            samples = scrape(url)
+            assert total(samples, "converter_http_requests_total", route="/healthz",
+                         status="200") == expected
+            # Each worker built an idle pool of 2 instances: livesum adds the live ones.
+            assert total(samples, "converter_engine_instances") == 4
+
+        victim = min(pids)
+        metrics_dir = data / "metrics"
+        assert (metrics_dir / f"gauge_livesum_{victim}.db").exists()
+        os.kill(victim, signal.SIGKILL)
+        _wait(lambda: not (metrics_dir / f"gauge_livesum_{victim}.db").exists(), 30,
+              "the master did not mark the killed worker dead")
+        _wait(lambda: total(scrape(url), "converter_engine_instances") == 4, 30,
+              "the replacement worker did not come up")
+        assert (metrics_dir / f"counter_{victim}.db").exists()
+        for _ in range(10):
+            assert requests.get(f"{url}/healthz", timeout=10).status_code == 200
+        for _ in range(4):
+            samples = scrape(url)
+            assert total(samples, "converter_http_requests_total", route="/healthz",
+                         status="200") == expected + 10
+            assert total(samples, "converter_engine_instances") == 4
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def test_metrics_made_before_the_directory_is_set_are_refused(tmp_path: Path) -> None:
+    """Serving after converter.metrics was imported would count per worker: it stops instead."""
+    script = ("import converter.metrics\n"
+              "from converter.server import prepare_metrics_dir\n"
+              f"prepare_metrics_dir(__import__('pathlib').Path({str(tmp_path)!r}))\n")
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "PROMETHEUS_MULTIPROC_DIR" in done.stderr, done.stderr
+    assert not (tmp_path / "metrics").exists()
