@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import threading
 import time
 from collections import Counter
@@ -39,6 +40,8 @@ from converter.service.production import Made, Producer
 from converter.service.signing import Grant, Signer
 from converter.service.singleflight import SingleFlight
 from converter.storage import Storage
+
+logger = logging.getLogger("converter.conversion")
 
 __all__ = ["Artifact", "Conversion", "ConversionService", "Link", "Subject", "cache_key"]
 
@@ -228,7 +231,11 @@ class ConversionService:
         with self.engine.scratch() as scratch:
             made = self._produce(subject, plan, scratch, deadline)
             if plan.target == "pdf" and not plan.options:
-                self._learn_from_pdf(subject, made.path, plan.family)
+                try:
+                    self._learn_from_pdf(subject, made.path, plan.family)
+                except Exception:  # metadata is a bonus; never fail the conversion for it
+                    logger.warning("could not read metadata from the PDF of %s",
+                                   subject.source_id, exc_info=True)
             storage_key = subject.index.storage_key(key, extension_of(plan.target,
                                                                       made.media_type))
             size = self.storage.put_file(storage_key, made.path, made.media_type)
