@@ -32,6 +32,7 @@ from converter.service.xlsx_csv import (
     sheet_names,
     write_csv,
 )
+from tests.support.csv_values import same_value
 
 DATES = "xlsx/ConditionalFormattingSamples.xlsx"
 FORMULAS = "xlsx/StructuredRefs-lots-with-lookups.xlsx"
@@ -311,47 +312,6 @@ def test_bad_options_are_invalid_requests(corpus: Path, delimiter: str, encoding
 
 # --- against LibreOffice ---------------------------------------------------------------
 
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
-_US_DATE = re.compile(r"(\d\d)/(\d\d)/(\d{4})(?: (\d\d):(\d\d):(\d\d))?")
-_ISO = re.compile(r"(\d{4})-(\d\d)-(\d\d)(?: (\d\d):(\d\d):(\d\d)(?:\.(\d{3}))?)?")
-_CLOCK = re.compile(r"(\d+):(\d\d):(\d\d)(?:\.(\d{3}))?(?: (AM|PM))?")
-_EXCEL_DAY_ZERO = dt.datetime(1899, 12, 30)
-
-
-def _value(text: str) -> Any:
-    """A field of either CSV as a value: the comparison rule, stated once.
-
-    LibreOffice (save as shown false, en-US) writes percentages as ``25%``, dates whose
-    format is not ISO as ``MM/DD/YYYY``, times as ``hh:mm:ss AM/PM`` and a time in a
-    date format as ``12/30/1899 16:00:00``; the fast path writes 0.25 and ISO 8601.
-    Numbers compare as floats, dates and times as datetimes on Excel's day zero, text as is.
-    """
-    if _NUMBER.fullmatch(text):
-        return float(text)
-    if text.endswith("%") and _NUMBER.fullmatch(text[:-1]):
-        return float(text[:-1]) / 100
-    if match := _US_DATE.fullmatch(text):
-        month, day, year, *clock = match.groups()
-        return dt.datetime(int(year), int(month), int(day), *(int(x or 0) for x in clock))
-    if match := _ISO.fullmatch(text):
-        *parts, millis = match.groups()
-        return dt.datetime(*(int(x or 0) for x in parts), int(millis or 0) * 1000)
-    if match := _CLOCK.fullmatch(text):
-        hours, minutes, seconds, millis, half = match.groups()
-        hour = int(hours) % 12 + (12 if half == "PM" else 0) if half else int(hours)
-        return _EXCEL_DAY_ZERO + dt.timedelta(hours=hour, minutes=int(minutes),
-                                              seconds=int(seconds),
-                                              milliseconds=int(millis or 0))
-    return text
-
-
-def _same(fast: str, libreoffice: str) -> bool:
-    a, b = _value(fast), _value(libreoffice)
-    if isinstance(a, float) and isinstance(b, float):
-        return math.isclose(a, b, rel_tol=1e-9)
-    return bool(a == b)
-
-
 @pytest.fixture(scope="module")
 def lo_profile(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The service's hardened LibreOffice profile (no recalculation on load among others)."""
@@ -392,7 +352,7 @@ def _assert_same_as_libreoffice(path: Path, sheets: list[str], profile: Path,
         for r, (ours, theirs) in enumerate(zip(fast, lo, strict=True), start=1):
             assert len(ours) == len(theirs), (title, r)
             pairs = enumerate(zip(ours, theirs, strict=True), start=1)
-            differing = [(c, a, b) for c, (a, b) in pairs if not _same(a, b)]
+            differing = [(c, a, b) for c, (a, b) in pairs if not same_value(a, b)]
             assert not differing, (title, r, differing)
             for a, b in zip(ours, theirs, strict=True):
                 if a != b:
@@ -429,7 +389,7 @@ def test_libreoffice_recalculates_what_the_fast_path_keeps(
     assert len(fast) == len(lo)
     differing = [(r, c) for r, (ours, theirs) in enumerate(zip(fast, lo, strict=True), start=1)
                  for c, (a, b) in enumerate(zip(ours, theirs, strict=True), start=1)
-                 if not _same(a, b)]
+                 if not same_value(a, b)]
     assert differing
     for r, c in differing:
         cell = cached.cell(r, c)

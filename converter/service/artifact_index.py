@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, bindparam, insert, select
+from sqlalchemy import Engine, Insert, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from converter.db.engine import utcnow
@@ -95,22 +96,12 @@ class FileArtifacts:
         """Insert the row of a stored artifact (or return the row another replica wrote)."""
         made = Artifact(**{**artifact.__dict__, "id": "art_" + secrets.token_hex(12),
                            "file_id": self.file_id})
-        try:
-            with self.db.begin() as conn:
-                conn.execute(insert(artifacts).values(
-                    id=made.id, file_id=self.file_id, source_id=made.source_id, cache_key=key,
-                    format=made.format, options=json.dumps(options, sort_keys=True),
-                    media_type=made.media_type, storage_key=made.storage_key,
-                    size_bytes=made.size_bytes, produced_by=made.produced_by,
-                    created_at=utcnow()))
-        except IntegrityError:
-            # Another replica stored the same conversion first; both wrote the same
-            # object key, so its row is as good as ours.
-            existing = self.lookup(key)
-            if existing is None:
-                raise
-            return existing
-        return made
+        row = insert(artifacts).values(
+            id=made.id, file_id=self.file_id, source_id=made.source_id, cache_key=key,
+            format=made.format, options=json.dumps(options, sort_keys=True),
+            media_type=made.media_type, storage_key=made.storage_key,
+            size_bytes=made.size_bytes, produced_by=made.produced_by, created_at=utcnow())
+        return _insert_once(self.db, row, made, lambda: self.lookup(key))
 
 
 class ContentArtifacts:
@@ -140,17 +131,28 @@ class ContentArtifacts:
 
     def record(self, key: str, artifact: Artifact, options: dict[str, Any]) -> Artifact:
         """Insert the row of a stored artifact (or return the row another replica wrote)."""
-        try:
-            with self.db.begin() as conn:
-                conn.execute(insert(content_artifacts).values(
-                    cache_key=key, workspace=self.workspace, sha256=self.sha256,
-                    format=artifact.format, options=json.dumps(options, sort_keys=True),
-                    media_type=artifact.media_type, storage_key=artifact.storage_key,
-                    size_bytes=artifact.size_bytes, produced_by=artifact.produced_by,
-                    created_at=utcnow()))
-        except IntegrityError:
-            existing = self.lookup(key)
-            if existing is None:
-                raise
-            return existing
-        return Artifact(**{**artifact.__dict__, "id": "cnt_" + key[:24]})
+        row = insert(content_artifacts).values(
+            cache_key=key, workspace=self.workspace, sha256=self.sha256,
+            format=artifact.format, options=json.dumps(options, sort_keys=True),
+            media_type=artifact.media_type, storage_key=artifact.storage_key,
+            size_bytes=artifact.size_bytes, produced_by=artifact.produced_by,
+            created_at=utcnow())
+        made = Artifact(**{**artifact.__dict__, "id": "cnt_" + key[:24]})
+        return _insert_once(self.db, row, made, lambda: self.lookup(key))
+
+
+def _insert_once(db: Engine, row: Insert, made: Artifact,
+                 lookup: Callable[[], Artifact | None]) -> Artifact:
+    """Insert an artifact's row; if another replica stored the same key first, use its row.
+
+    Both replicas wrote the same object key, so the row that won is as good as ours.
+    """
+    try:
+        with db.begin() as conn:
+            conn.execute(row)
+    except IntegrityError:
+        existing = lookup()
+        if existing is None:
+            raise
+        return existing
+    return made
