@@ -17,7 +17,7 @@ from openapi_spec_validator import validate
 
 from converter import config as config_module
 from converter.app import create_app
-from tests.support.served import ServedApp
+from tests.support.served import ServedApp, error_of
 
 # Methods Flask answers on every route by itself.
 _AUTOMATIC = {"HEAD", "OPTIONS"}
@@ -139,3 +139,12 @@ def test_options_in_the_description_are_what_the_service_accepts(
     refused = service.convert(file_id, "png", dpi=str(maximum + 1))
     assert refused.status_code == 400
     assert refused.json()["error"]["field"] == "options.dpi"
+
+
+def test_method_not_allowed_names_the_allowed_methods(service: ServedApp) -> None:
+    """405 is in the described error envelope and carries Allow (RFC 9110; schemathesis)."""
+    response = service.request("TRACE", "/healthz")
+    assert response.status_code == 405
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) == {
+        "GET", "HEAD", "OPTIONS"}
+    assert error_of(response)["type"] == "method_not_allowed"
