@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.support import summaries
+from tests.support.schemathesis_hooks import local_url
 from tests.support.served import REPO, ServedApp
 
 pytestmark = pytest.mark.engine
@@ -105,3 +106,15 @@ def test_schemathesis_finds_nothing(serve: type[ServedApp], tmp_path: Path,
     assert "cannot resolve host" not in log, log[-5000:]
     served_5xx = re.findall(r" -> (5\d\d) ", log)
     assert set(served_5xx) <= {"502", "503"}, served_5xx
+
+
+def test_generated_urls_stay_on_this_machine() -> None:
+    """The hook that aims url and webhook_url at 127.0.0.1 keeps everything else."""
+    assert local_url("https://user:pw@example.com:8443/a/b?c=1#d") == (
+        "https://127.0.0.1:8443/a/b?c=1#d")
+    assert local_url("http://0.com") == "http://127.0.0.1"
+    assert local_url("ftp://[::1]/x") == "ftp://127.0.0.1/x"
+    # Nothing to aim: the service refuses these before resolving any name.
+    assert local_url("no-host-here") == "no-host-here"
+    assert local_url("http://[bad") == "http://[bad"
+    assert local_url(12) == 12
