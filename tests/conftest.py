@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import summaries
 from tests.support.served import ServedApp
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
@@ -43,6 +44,11 @@ def serve(tmp_path: Path) -> Iterator[type[ServedApp]]:
     yield _Factory
     for app in started:
         app.stop()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Show what tests asked to show in CI's output (schemathesis's summary line)."""
+    summaries.write(terminalreporter)
 
 
 from tests.support.moto import moto_endpoint  # noqa: E402,F401 - a shared session fixture

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from flask import Flask
 
-from converter.api import convert, downloads, errors, files, formats, health, observe, runs, web
+from converter.api import (
+    convert,
+    docs,
+    downloads,
+    errors,
+    files,
+    formats,
+    health,
+    observe,
+    runs,
+    web,
+)
 
 
 def register(app: Flask) -> None:
     """Attach every blueprint and the error handlers."""
     errors.init_app(app)
     observe.init_app(app)
-    for module in (files, convert, formats, downloads, health, runs, web):
+    for module in (files, convert, formats, downloads, health, runs, web, docs):
         app.register_blueprint(module.bp)

@@ -68,8 +68,12 @@ def _too_large(_exc: RequestEntityTooLarge) -> Response:
 
 def _http_error(exc: HTTPException) -> Response:
     status = exc.code or 500
+    # Werkzeug's headers tell the client how to recover (Allow on a 405, which RFC 9110
+    # requires); only its HTML Content-Type is replaced by the JSON envelope's.
+    headers = {name: value for name, value in exc.get_headers()
+               if name.lower() != "content-type"}
     return error_response(status, {"type": _HTTP_TYPES.get(status, "http_error"),
-                                   "message": exc.description or exc.name})
+                                   "message": exc.description or exc.name}, headers)
 
 
 def _storage_error(exc: StorageError) -> Response:
