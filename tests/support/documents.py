@@ -13,10 +13,8 @@ from tests.support.flat_odf import flat_odf
 _NAMESPACES = {
     "style": "urn:oasis:names:tc:opendocument:xmlns:style:1.0",
     "fo": "urn:oasis:names:tc:opendocument:xmlns:xsl-fo-compatible:1.0",
-    "form": "urn:oasis:names:tc:opendocument:xmlns:form:1.0",
     "dc": "http://purl.org/dc/elements/1.1/",
     "meta": "urn:oasis:names:tc:opendocument:xmlns:meta:1.0",
-    "ooo": "http://openoffice.org/2004/office",
 }
 
 
@@ -88,22 +86,6 @@ def blank_page_document() -> bytes:
               'style:page-number="3"/></style:style></office:automatic-styles>')
     body = '<text:p text:style-name="P3">Text on page three</text:p>'
     return _with_namespaces(flat_odf("fodt", "Text on page one", body), styles)
-
-
-def form_document() -> bytes:
-    """A text with one fillable text field."""
-    forms = ('<office:forms form:automatic-focus="false" form:apply-design-mode="false">'
-             '<form:form form:name="Form" '
-             'form:control-implementation="ooo:com.sun.star.form.component.Form">'
-             '<form:text form:name="customer" '
-             'form:control-implementation="ooo:com.sun.star.form.component.TextField" '
-             'form:id="control1" xml:id="control1"/></form:form></office:forms>')
-    control = ('<text:p><draw:control text:anchor-type="as-char" svg:width="6cm" '
-               'svg:height="1cm" draw:control="control1"/></text:p>')
-    document = flat_odf("fodt", "Form document", "")
-    document = _with_namespaces(document)
-    text = document.decode().replace("<office:text>", "<office:text>" + forms + control, 1)
-    return text.encode()
 
 
 def deck(slides: int) -> bytes:
