@@ -27,7 +27,7 @@ from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
 import uno
 from com.sun.star.beans import PropertyValue
-from unoserver.converter import UnoConverter
+from unoserver.converter import UnoConverter, get_doc_type
 
 logger = logging.getLogger("converter.engine.bridge")
 
@@ -77,6 +77,10 @@ def _export_props(filtername: str, filter_options: list[str]) -> tuple[Any, ...]
     return tuple(props)
 
 
+def _prop_dict(props: Any) -> dict[str, Any]:
+    return {p.Name: p.Value for p in props}
+
+
 def _is_disposed(exc: BaseException) -> bool:
     name = type(exc).__name__
     text = str(exc)
@@ -92,6 +96,7 @@ class Bridge:
         self.lock = threading.Lock()
         self.converter = self._connect(uno_port, connect_timeout)
         self.conversions = 0
+        self._import_names: dict[str, str] | None = None
 
     @staticmethod
     def _connect(uno_port: int, timeout: float) -> UnoConverter:
@@ -131,7 +136,7 @@ class Bridge:
         ]
         if password:
             props.append(_prop("Password", password))
-        attempts = [infiltername, None] if infiltername else [None]
+        attempts = [self._import_filter(infiltername), None] if infiltername else [None]
         last: Exception | None = None
         for flt in attempts:
             try:
@@ -161,8 +166,12 @@ class Bridge:
         never send it): ``landscape`` turns the pages, ``update_indexes`` regenerates
         every index instead of the tables of contents alone.
         """
-        if not filtername:
-            raise xmlrpc.client.Fault(FAULT_BAD_REQUEST, "filtername is required")
+        if not convert_to and outpath:
+            convert_to = Path(outpath).suffix.lstrip(".")  # as unoserver derives it
+        if not filtername and not convert_to:
+            raise xmlrpc.client.Fault(
+                FAULT_BAD_REQUEST, "filtername, convert_to or an outpath with an extension "
+                "is required")
         with self.lock:
             tmp_in = tmp_out = None
             try:
@@ -177,8 +186,9 @@ class Bridge:
                     outpath = str(tmp_out)
                 source = self._confined(inpath)
                 target = self._confined(outpath)
-                self._convert(source, target, filtername, filter_options or [],
-                              update_index, infiltername, password, extras or {})
+                self._convert(source, target, filtername or None, convert_to,
+                              filter_options or [], update_index, infiltername, password,
+                              extras or {})
                 self.conversions += 1
                 if tmp_out is not None:
                     return xmlrpc.client.Binary(tmp_out.read_bytes())
@@ -206,11 +216,16 @@ class Bridge:
                     if tmp is not None:
                         tmp.unlink(missing_ok=True)
 
-    def _convert(self, source: str, target: str, filtername: str, filter_options: list[str],
-                 update_index: bool, infiltername: str | None, password: str | None,
-                 extras: dict[str, Any]) -> None:
+    def _convert(self, source: str, target: str, filtername: str | None,
+                 convert_to: str | None, filter_options: list[str], update_index: bool,
+                 infiltername: str | None, password: str | None,
+                 extras: dict[str, Any]) -> str:
+        """Load, lay out and store one document; return the import filter LibreOffice used."""
         document = self._load(uno.systemPathToFileUrl(source), infiltername, password)
         try:
+            used = str(_prop_dict(document.getArgs()).get("FilterName", ""))
+            if not filtername:
+                filtername = self._export_filter(document, convert_to or "")
             if extras.get("landscape"):
                 _turn_landscape(document)
             if update_index:
@@ -218,11 +233,33 @@ class Bridge:
             document.storeToURL(uno.systemPathToFileUrl(target),
                                 _export_props(filtername, filter_options))
             _adopt_suffixed_output(Path(target))
+            return used
         finally:
             try:
                 document.close(True)
             except Exception:  # a document that fails to close must not mask the result
                 logger.warning("closing the document failed", exc_info=True)
+
+    def _export_filter(self, document: Any, convert_to: str) -> str:
+        """The export filter unoserver would pick: the document's type and the extension's."""
+        export_type = self.converter.type_service.queryTypeByURL(
+            f"file:///converter-export.{convert_to}")
+        if not export_type:
+            raise xmlrpc.client.Fault(FAULT_BAD_REQUEST,
+                                      f"unknown export file type {convert_to!r}")
+        doc_type = get_doc_type(document)
+        name: str | None = self.converter.find_filter(doc_type, export_type)
+        if name is None:
+            raise xmlrpc.client.Fault(
+                FAULT_BAD_REQUEST, f"no export filter from {doc_type} to {convert_to!r}")
+        return name
+
+    def _import_filter(self, name: str) -> str:
+        """unoserver accepts a filter's aliases (its UserData names) besides its name."""
+        if self._import_names is None:
+            conv = self.converter
+            self._import_names = conv.get_filter_names(conv.get_available_import_filters())
+        return self._import_names.get(name, name)
 
     def _connected(self) -> bool:
         try:
