@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 # Bumped when the samples change, so an instance folder's older files are not reused.
-VERSION = 2
+VERSION = 3
 
 # The PDF export's default FilterData as the service sends it, and the CSV export's
 # filter options for the default sheet (1), delimiter and encoding (conversion_matrix.yaml
@@ -26,6 +26,11 @@ PDF_OPTIONS = ("PDFUACompliance=false", "ExportBookmarks=true", "ExportNotes=fal
 CSV_OPTIONS = ("44,34,76,1,,0,false,true,false,false,false,1",)
 # Fonts office documents name most; each is substituted (Carlito, Liberation) on first use.
 FONTS = ("Calibri", "Arial", "Times New Roman")
+# Default Asian and complex-script fonts of Word and older LibreOffice templates, with a word
+# of each script: their first use loads Noto CJK and Noto Devanagari.
+SCRIPT_FONTS = (("CharFontNameAsian", "SimSun", "中文"),
+                ("CharFontNameAsian", "Microsoft YaHei", "文字"),
+                ("CharFontNameComplex", "Mangal", "हिन्दी"))
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,10 @@ def _fill_writer(document: Any) -> None:
         cursor.setPropertyValue("CharFontName", font)
         text.insertString(cursor, f"Warm-up paragraph in {font}.", False)
         text.insertControlCharacter(cursor, 0, False)  # PARAGRAPH_BREAK
+    for prop, font, word in SCRIPT_FONTS:
+        cursor.setPropertyValue(prop, font)
+        text.insertString(cursor, f"{word} ", False)
+    text.insertControlCharacter(cursor, 0, False)
     table = document.createInstance("com.sun.star.text.TextTable")
     table.initialize(2, 2)
     text.insertTextContent(cursor, table, False)
