@@ -89,9 +89,14 @@ class Row:
     ready: list[float] = field(default_factory=list)  # start until the pool was ready
 
     @property
+    def ratios(self) -> list[float]:
+        """Each round's first over the same round's warm median (drift cancels within one)."""
+        return [ratio(f, w) for f, w in zip(self.firsts, self.warms, strict=True)]
+
+    @property
     def ratio(self) -> float:
-        """Median first over median warm."""
-        return ratio(median(self.firsts), median(self.warms))
+        """Median of the per-round ratios."""
+        return median(self.ratios)
 
 
 def _job(plan: Any) -> EngineJob:
@@ -151,15 +156,18 @@ def main(argv: list[str] | None = None) -> int:
                 for mode in (MODES if rnd % 2 == 0 else MODES[::-1]):
                     log(f"round {rnd + 1}/{args.rounds} {label} [{mode}]")
                     _round(root, mode, CORPUS / name, plan, args.warm, rows[(label, mode)])
-    print(f"First conversion after ready vs warm, median of {args.rounds} fresh starts "
-          f"(warm: median of {args.warm} conversions after the first); one instance.\n")
-    print("| conversion | warm-up | ready after s | first s | warm s | first / warm |")
-    print("|---|---|---:|---:|---:|---:|")
+    print(f"First conversion after ready vs warm, {args.rounds} fresh starts per row and "
+          f"mode (warm: median of {args.warm} conversions after the first in the same "
+          f"start); one instance; times are medians over the starts.\n")
+    print("| conversion | warm-up | ready after s | first s | warm s | first / warm "
+          "(median of rounds) | rounds' range |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for label, _d, _t in cases:
         for mode in MODES:
             row = rows[(label, mode)]
             print(f"| {label} | {mode} | {median(row.ready):.2f} | {median(row.firsts):.3f} "
-                  f"| {median(row.warms):.3f} | x{row.ratio:.2f} |")
+                  f"| {median(row.warms):.3f} | x{row.ratio:.2f} "
+                  f"| x{min(row.ratios):.2f}-x{max(row.ratios):.2f} |")
     print("\nfirst/warm ratio, factory -> samples:")
     for label, _d, _t in cases:
         old, new = rows[(label, "factory")].ratio, rows[(label, "samples")].ratio
