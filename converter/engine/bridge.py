@@ -5,9 +5,12 @@ Python that has LibreOffice's bindings (Debian's python3-uno), started by the
 supervisor as ``python -m converter.engine.bridge``. It speaks unoserver's RPC
 API (``info`` and ``convert`` with unoserver's parameters) so unoserver's own
 client can drive it, and it builds on unoserver's public ``UnoConverter`` for the
-connection to LibreOffice. What it adds is the load it performs: hidden,
-read-only, no link updates, no macros, the import filter named instead of
-detected, and paths confined to the service's scratch directory.
+connection to LibreOffice. Like unoserver, it picks the export filter from the
+target extension and the document's type when a client names none, and lets
+LibreOffice detect the import filter. What it adds is the load it performs: hidden,
+read-only, no link updates, no macros, the import filter named (when given) instead
+of detected, paths confined to the service's scratch directory; and a warm-up that
+converts a tiny real document of each format before the instance is ready.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import sys
 import threading
 import time
@@ -27,7 +29,15 @@ from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
 import uno
 from com.sun.star.beans import PropertyValue
-from unoserver.converter import UnoConverter
+from unoserver.converter import UnoConverter, get_doc_type
+
+from converter.engine.docsteps import (
+    adopt_suffixed_output,
+    defuse_rtf,
+    turn_landscape,
+    update_indexes,
+)
+from converter.engine.warmup import SAMPLES, Sample, fill
 
 logger = logging.getLogger("converter.engine.bridge")
 
@@ -77,6 +87,10 @@ def _export_props(filtername: str, filter_options: list[str]) -> tuple[Any, ...]
     return tuple(props)
 
 
+def _prop_dict(props: Any) -> dict[str, Any]:
+    return {p.Name: p.Value for p in props}
+
+
 def _is_disposed(exc: BaseException) -> bool:
     name = type(exc).__name__
     text = str(exc)
@@ -87,11 +101,16 @@ def _is_disposed(exc: BaseException) -> bool:
 class Bridge:
     """Converts documents on one LibreOffice, one at a time."""
 
-    def __init__(self, uno_port: int, scratch_root: Path, connect_timeout: float) -> None:
+    def __init__(self, uno_port: int, scratch_root: Path, warm_dir: Path,
+                 connect_timeout: float) -> None:
         self.scratch_root = scratch_root.resolve()
+        self.warm_dir = warm_dir
+        self.warmed: dict[str, str] = {}
+        self.warmup_seconds = 0.0
         self.lock = threading.Lock()
         self.converter = self._connect(uno_port, connect_timeout)
         self.conversions = 0
+        self._import_names: dict[str, str] | None = None
 
     @staticmethod
     def _connect(uno_port: int, timeout: float) -> UnoConverter:
@@ -112,7 +131,7 @@ class Bridge:
         return str(resolved)
 
     def _load(self, url: str, infiltername: str | None, password: str | None) -> Any:
-        defused = _defuse_rtf(Path(uno.fileUrlToSystemPath(url)))
+        defused = defuse_rtf(Path(uno.fileUrlToSystemPath(url)))
         try:
             return self._load_hardened(
                 uno.systemPathToFileUrl(str(defused)) if defused else url, infiltername, password)
@@ -131,7 +150,7 @@ class Bridge:
         ]
         if password:
             props.append(_prop("Password", password))
-        attempts = [infiltername, None] if infiltername else [None]
+        attempts = [self._import_filter(infiltername), None] if infiltername else [None]
         last: Exception | None = None
         for flt in attempts:
             try:
@@ -161,8 +180,12 @@ class Bridge:
         never send it): ``landscape`` turns the pages, ``update_indexes`` regenerates
         every index instead of the tables of contents alone.
         """
-        if not filtername:
-            raise xmlrpc.client.Fault(FAULT_BAD_REQUEST, "filtername is required")
+        if not convert_to and outpath:
+            convert_to = Path(outpath).suffix.lstrip(".")  # as unoserver derives it
+        if not filtername and not convert_to:
+            raise xmlrpc.client.Fault(
+                FAULT_BAD_REQUEST, "filtername, convert_to or an outpath with an extension "
+                "is required")
         with self.lock:
             tmp_in = tmp_out = None
             try:
@@ -177,8 +200,9 @@ class Bridge:
                     outpath = str(tmp_out)
                 source = self._confined(inpath)
                 target = self._confined(outpath)
-                self._convert(source, target, filtername, filter_options or [],
-                              update_index, infiltername, password, extras or {})
+                self._convert(source, target, filtername or None, convert_to,
+                              filter_options or [], update_index, infiltername, password,
+                              extras or {})
                 self.conversions += 1
                 if tmp_out is not None:
                     return xmlrpc.client.Binary(tmp_out.read_bytes())
@@ -206,23 +230,50 @@ class Bridge:
                     if tmp is not None:
                         tmp.unlink(missing_ok=True)
 
-    def _convert(self, source: str, target: str, filtername: str, filter_options: list[str],
-                 update_index: bool, infiltername: str | None, password: str | None,
-                 extras: dict[str, Any]) -> None:
+    def _convert(self, source: str, target: str, filtername: str | None,
+                 convert_to: str | None, filter_options: list[str], update_index: bool,
+                 infiltername: str | None, password: str | None,
+                 extras: dict[str, Any]) -> str:
+        """Load, lay out and store one document; return the import filter LibreOffice used."""
         document = self._load(uno.systemPathToFileUrl(source), infiltername, password)
         try:
+            used = str(_prop_dict(document.getArgs()).get("FilterName", ""))
+            if not filtername:
+                filtername = self._export_filter(document, convert_to or "")
             if extras.get("landscape"):
-                _turn_landscape(document)
+                turn_landscape(document)
             if update_index:
-                _update_indexes(document, everything=bool(extras.get("update_indexes")))
+                update_indexes(document, everything=bool(extras.get("update_indexes")))
             document.storeToURL(uno.systemPathToFileUrl(target),
                                 _export_props(filtername, filter_options))
-            _adopt_suffixed_output(Path(target))
+            adopt_suffixed_output(Path(target))
+            return used
         finally:
             try:
                 document.close(True)
             except Exception:  # a document that fails to close must not mask the result
                 logger.warning("closing the document failed", exc_info=True)
+
+    def _export_filter(self, document: Any, convert_to: str) -> str:
+        """The export filter unoserver would pick: the document's type and the extension's."""
+        export_type = self.converter.type_service.queryTypeByURL(
+            f"file:///converter-export.{convert_to}")
+        if not export_type:
+            raise xmlrpc.client.Fault(FAULT_BAD_REQUEST,
+                                      f"unknown export file type {convert_to!r}")
+        doc_type = get_doc_type(document)
+        name: str | None = self.converter.find_filter(doc_type, export_type)
+        if name is None:
+            raise xmlrpc.client.Fault(
+                FAULT_BAD_REQUEST, f"no export filter from {doc_type} to {convert_to!r}")
+        return name
+
+    def _import_filter(self, name: str) -> str:
+        """unoserver accepts a filter's aliases (its UserData names) besides its name."""
+        if self._import_names is None:
+            conv = self.converter
+            self._import_names = conv.get_filter_names(conv.get_available_import_filters())
+        return self._import_names.get(name, name)
 
     def _connected(self) -> bool:
         try:
@@ -231,22 +282,64 @@ class Bridge:
         except Exception:  # any failure of a trivial call means the bridge is gone
             return False
 
-    def warmup(self) -> bool:
-        """Load each LibreOffice module once so no request pays its first-use cost."""
-        for factory, flt, ext in (("swriter", "writer_pdf_Export", "pdf"),
-                                  ("scalc", "calc_pdf_Export", "pdf"),
-                                  ("simpress", "impress_pdf_Export", "pdf")):
-            out = self.scratch_root / f"warmup-{os.getpid()}-{factory}.{ext}"
-            with self.lock:
-                doc = self.converter.desktop.loadComponentFromURL(
-                    f"private:factory/{factory}", "_blank", 0, (_prop("Hidden", True),))
-                try:
-                    doc.storeToURL(uno.systemPathToFileUrl(str(out)),
-                                   (_prop("FilterName", flt),))
-                finally:
-                    doc.close(True)
-                    out.unlink(missing_ok=True)
-        return True
+    def warmup(self) -> dict[str, str]:
+        """Convert a tiny real document of each format as requests do (see warmup.py).
+
+        Returns (and ping reports) each sample's format and the import filter LibreOffice
+        says it loaded it with.
+        """
+        started = time.monotonic()
+        warmed: dict[str, str] = {}
+        with self.lock:
+            self.warm_dir.mkdir(parents=True, exist_ok=True)
+            current = {sample.filename for sample in SAMPLES}
+            for stale in self.warm_dir.glob("sample-v*"):  # from another version of the recipe
+                if stale.name not in current:
+                    stale.unlink(missing_ok=True)
+            for sample in SAMPLES:
+                warmed[sample.extension] = self._warm(sample)
+        self.warmed = warmed
+        self.warmup_seconds = round(time.monotonic() - started, 3)
+        logger.info("warmed up in %.2fs: %s", self.warmup_seconds,
+                    ", ".join(f"{ext} ({flt})" for ext, flt in warmed.items()))
+        return warmed
+
+    def _warm(self, sample: Sample) -> str:
+        path = self.warm_dir / sample.filename
+        if path.exists():
+            try:
+                used = self._warm_exports(sample, path)
+                if used == sample.filter:
+                    return used
+            except xmlrpc.client.Fault:
+                pass
+            # Left by an earlier run and no longer what it should be: write it again.
+            logger.warning("warm-up sample %s unusable; writing it again", path.name)
+        self._write_sample(sample, path)
+        return self._warm_exports(sample, path)
+
+    def _warm_exports(self, sample: Sample, path: Path) -> str:
+        used = ""
+        for export in sample.exports:
+            out = self.warm_dir / f"out-{os.getpid()}.{export.extension}"
+            try:
+                used = self._convert(str(path), str(out), export.filter, export.extension,
+                                     list(export.options), True, sample.filter, None, {})
+            finally:
+                out.unlink(missing_ok=True)
+        return used
+
+    def _write_sample(self, sample: Sample, path: Path) -> None:
+        document = self.converter.desktop.loadComponentFromURL(
+            sample.factory, "_blank", 0, (_prop("Hidden", True),))
+        partial = path.with_name(f".{path.name}.{os.getpid()}")
+        try:
+            fill(sample.family, document, uno.createUnoStruct)
+            document.storeToURL(uno.systemPathToFileUrl(str(partial)),
+                                (_prop("FilterName", sample.filter), _prop("Overwrite", True)))
+        finally:
+            document.close(True)
+        partial.replace(path)  # whole or absent, even if the instance is killed meanwhile
 
     def info(self) -> dict[str, Any]:
         """unoserver-compatible info: versions and filter names."""
@@ -262,93 +355,8 @@ class Bridge:
     def ping(self) -> dict[str, Any]:
         """Cheap liveness answer that does not wait for a running conversion."""
         return {"pid": os.getpid(), "conversions": self.conversions,
-                "busy": self.lock.locked()}
-
-
-def _update_indexes(document: Any, everything: bool) -> None:
-    """Regenerate tables of contents, and every other index only when asked.
-
-    A table of contents carries page numbers that only exist after layout, so it is
-    always rebuilt. Bibliographies, alphabetical and user indexes are rebuilt from
-    what LibreOffice could import: a Word bibliography whose sources it cannot read
-    would come out empty, so they keep the entries the document stored.
-    """
-    if not hasattr(document, "getDocumentIndexes"):
-        return
-    indexes = document.getDocumentIndexes()
-    for i in range(indexes.getCount()):
-        index = indexes.getByIndex(i)
-        if everything or index.supportsService("com.sun.star.text.ContentIndex"):
-            index.update()
-
-
-def _turn_landscape(document: Any) -> None:
-    """Make every page landscape: page styles for text and sheets, the page size for decks."""
-    if hasattr(document, "getDrawPages") and not hasattr(document, "getStyleFamilies"):
-        _turn_draw_pages(document)
-        return
-    if hasattr(document, "getDrawPages") and document.supportsService(
-            "com.sun.star.presentation.PresentationDocument"):
-        _turn_draw_pages(document)
-        return
-    styles = document.getStyleFamilies().getByName("PageStyles")
-    for name in styles.getElementNames():
-        style = styles.getByName(name)
-        width, height = style.Width, style.Height
-        style.IsLandscape = True
-        if height > width:
-            style.Width, style.Height = height, width
-
-
-def _turn_draw_pages(document: Any) -> None:
-    # One page size serves a whole deck; setting it on the first page turns them all.
-    pages = document.getDrawPages()
-    if pages.getCount() == 0:
-        return
-    page = pages.getByIndex(0)
-    width, height = page.Width, page.Height
-    if height > width:
-        page.Width, page.Height = height, width
-
-
-# LibreOffice's RTF tokenizer resolves INCLUDEPICTURE by itself: it opens the named file
-# with a plain file stream and embeds it, so neither the link settings of the profile nor
-# its referer check nor the proxy apply, and any local image (or PDF) the engine can read
-# would end up in the output. It acts only on the literal bytes INCLUDEPICTURE of a field
-# instruction (hex escapes are control words to it), so changing one letter of the word in
-# a copy leaves an unknown field that shows its cached result, as Word does offline.
-_RTF_INCLUDEPICTURE = re.compile(rb"includepicture", re.IGNORECASE)
-
-
-def _defuse_rtf(source: Path) -> Path | None:
-    """A copy of an RTF source whose INCLUDEPICTURE fields are inert, or None if not needed."""
-    with source.open("rb") as fh:
-        data = fh.read(1024)
-        if b"{\\rtf" not in data:
-            return None
-        data += fh.read()
-    if not _RTF_INCLUDEPICTURE.search(data):
-        return None
-    # Same name in a private folder, so nothing derived from the file name changes; same
-    # length, so byte counts such as \bin stay right.
-    folder = source.parent / f".defused-{os.getpid()}-{threading.get_ident()}"
-    folder.mkdir(exist_ok=True)
-    copy = folder / source.name
-    copy.write_bytes(_RTF_INCLUDEPICTURE.sub(lambda m: m.group()[:-1] + b"_", data))
-    return copy
-
-
-def _adopt_suffixed_output(target: Path) -> None:
-    """Move a per-sheet export (``<stem>-<sheet name>.<ext>``) to the requested name.
-
-    LibreOffice's CSV filter appends the sheet's name to the file name when the
-    options select a sheet; the caller asked for exactly one file at ``target``.
-    """
-    if target.exists():
-        return
-    candidates = [p for p in target.parent.glob(f"{target.stem}-*{target.suffix}") if p.is_file()]
-    if len(candidates) == 1:
-        candidates[0].replace(target)
+                "busy": self.lock.locked(), "warmed": self.warmed,
+                "warmup_seconds": self.warmup_seconds}
 
 
 def _exit_soon() -> None:
@@ -374,12 +382,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--uno-port", type=int, required=True)
     parser.add_argument("--rpc-port", type=int, required=True)
     parser.add_argument("--scratch-root", type=Path, required=True)
+    parser.add_argument("--warmup-dir", type=Path, required=True,
+                        help="where the warm-up samples are written once and kept")
     parser.add_argument("--connect-timeout", type=float, default=60.0)
     args = parser.parse_args(argv)
     # "LEVEL message": the service re-logs each line at that level in its own format.
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(levelname)s %(message)s")
-    bridge = Bridge(args.uno_port, args.scratch_root, args.connect_timeout)
+    bridge = Bridge(args.uno_port, args.scratch_root, args.warmup_dir, args.connect_timeout)
     server = _Server(("127.0.0.1", args.rpc_port), requestHandler=_Handler,
                      allow_none=True, logRequests=False)
     for name in ("convert", "info", "ping", "warmup"):

@@ -65,9 +65,10 @@ class BridgeClient:
         result: dict[str, Any] = self._call(timeout, "ping")
         return result
 
-    def warmup(self, timeout: float) -> None:
-        """Make the bridge load every LibreOffice module once."""
-        self._call(timeout, "warmup")
+    def warmup(self, timeout: float) -> dict[str, str]:
+        """Make the bridge convert its warm-up samples; returns format -> import filter."""
+        warmed: dict[str, str] = self._call(timeout, "warmup")
+        return warmed
 
     def convert(self, inpath: str, outpath: str, *, export_filter: str,
                 filter_options: list[str], import_filter: str | None,

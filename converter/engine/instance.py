@@ -161,6 +161,7 @@ class Instance:
         self.drain_reason = ""
         self.lock = threading.Lock()
         self.bridge_tail: deque[str] = deque(maxlen=5)
+        self.warmed: dict[str, str] = {}  # sample format -> import filter, from warm-up
 
     @property
     def name(self) -> str:
@@ -209,7 +210,8 @@ class Instance:
         self.soffice = self._spawn_soffice(profile)
         self.bridge = subprocess.Popen(
             [self.python, "-m", "converter.engine.bridge", "--uno-port", str(self.uno_port),
-             "--rpc-port", str(self.rpc_port), "--scratch-root", str(self.scratch_root)],
+             "--rpc-port", str(self.rpc_port), "--scratch-root", str(self.scratch_root),
+             "--warmup-dir", str(self.root / "warmup")],
             env=self._env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
         # The bridge runs under LibreOffice's Python; its lines join this process's logs
@@ -221,6 +223,7 @@ class Instance:
         self.client = BridgeClient(self.rpc_port)
         self.generation += 1
         self.conversions = 0
+        self.warmed = {}
         self.state = State.STARTING
 
     def wait_ready(self, timeout: float) -> None:
@@ -247,7 +250,9 @@ class Instance:
             except (EngineGone, EngineCallTimeout):
                 time.sleep(0.05)
         assert self.client is not None
-        self.client.warmup(timeout=max(5.0, deadline - time.monotonic()))
+        # Before the pool marks this instance idle (and /readyz counts it): the first
+        # real conversion must not pay for loading LibreOffice's import filters.
+        self.warmed = self.client.warmup(timeout=max(5.0, deadline - time.monotonic()))
 
     def _respawn_soffice(self) -> None:
         profile = self.root / "profile"

@@ -189,8 +189,8 @@ class EnginePool:
                     started = time.monotonic()
                     inst.spawn()
                     inst.wait_ready(START_TIMEOUT)
-                    logger.info("%s ready in %.2fs (%s)", inst.name,
-                                time.monotonic() - started, reason,
+                    logger.info("%s ready in %.2fs (%s), warmed up on %s", inst.name,
+                                time.monotonic() - started, reason, ", ".join(inst.warmed),
                                 extra={"instance": inst.name, "reason": reason})
                     break
                 except (EngineStartError, EngineGone, EngineCallTimeout,

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,20 @@ class ServedApp:
         """Every sample of /metrics, read with prometheus-client's own parser."""
         return scrape(self.url)
 
+    def bridges(self) -> dict[int, int]:
+        """The engine bridges this server started: pid -> XML-RPC port (unoserver's API)."""
+        marker = str(self.data_dir)
+        found = {}
+        for pid, args in _cmdlines():
+            if "converter.engine.bridge" in args and any(marker in a for a in args):
+                found[pid] = int(args[args.index("--rpc-port") + 1])
+        return found
+
+    @property
+    def scratch_root(self) -> Path:
+        """The only directory the bridges read documents from and write them to."""
+        return self.data_dir / "engine" / "scratch"
+
     def soffice_pids(self) -> list[int]:
         """PIDs of LibreOffice processes this server started."""
         pids = []
@@ -154,6 +169,16 @@ class ServedApp:
             if "soffice.bin" in cmdline and marker in cmdline:
                 pids.append(int(entry.name))
         return pids
+
+
+def _cmdlines() -> Iterator[tuple[int, list[str]]]:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                raw = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            yield int(entry.name), raw.decode(errors="replace").split("\0")
 
 
 def scrape(url: str) -> list[Sample]:
