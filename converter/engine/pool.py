@@ -358,7 +358,9 @@ class EnginePool:
     def _held_back(self, ticket: Ticket) -> bool:
         """Whether a heavy conversion must leave the last free instance to cheaper work."""
         window = self.config.reserve_seconds
-        if self.size < 2 or window <= 0 or ticket.cost < self.config.heavy_seconds:
+        # Part of the fair policy: fifo is the plain reference and hands out every instance.
+        if (self.scheduler.policy != "fair" or self.size < 2 or window <= 0
+                or ticket.cost < self.config.heavy_seconds):
             return False
         since = time.monotonic() - window
         return any(seen >= since for ws, seen in self._seen.items()
