@@ -153,3 +153,17 @@ def test_removed_tickets_leave_no_trace() -> None:
     assert sched.waiting_in("A") == 1
     assert sched.order() == [kept]
     assert len(sched) == 1  # order() does not consume
+
+
+def test_accounts_of_idle_tenants_do_not_pile_up_under_constant_load() -> None:
+    """A thousand one-off workspaces pass while one stays backlogged: the maps stay small."""
+    sched = Scheduler("fair", limit=10_000)
+    sched.add(_ticket("steady"))
+    sched.add(_ticket("steady"))
+    for index in range(1000):
+        sched.add(_ticket(f"once-{index}"))
+        while (served := sched.pick()) is not None and served.tenant.workspace != "steady":
+            pass
+        sched.add(_ticket("steady"))
+    assert len(sched._keys) < 200 and len(sched._workspaces) < 200
+    assert sched.waiting_in("steady") >= 1

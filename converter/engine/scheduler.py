@@ -133,6 +133,8 @@ class Scheduler:
         ws.waiting += 1
         key.waiting += 1
         self._tickets.append(ticket)
+        if len(self._keys) > 4 * len(self._tickets) + 64:
+            self._sweep()
         return ticket
 
     def remove(self, ticket: Ticket) -> None:
@@ -181,6 +183,14 @@ class Scheduler:
         tenant = ticket.tenant
         return (LANES.index(tenant.lane), self._workspaces[tenant.workspace].served,
                 self._keys[(tenant.workspace, tenant.key_id)].served, ticket.seq)
+
+    def _sweep(self) -> None:
+        # Under constant load the queue never empties; drop the accounts of idle keys and
+        # workspaces whose history is moot (a return would start them at the clock anyway).
+        self._workspaces = {w: a for w, a in self._workspaces.items()
+                            if a.waiting or a.served > self._clock}
+        self._keys = {k: a for k, a in self._keys.items() if k[0] in self._workspaces and (
+            a.waiting or a.served > self._workspaces[k[0]].clock)}
 
     def _forget_idle(self) -> None:
         # With nothing waiting, every history is moot: start the next busy period level,
