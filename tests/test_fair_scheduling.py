@@ -143,14 +143,17 @@ def test_flooding_workspace_gets_503_while_others_keep_flowing(
     assert app.convert(extra, "pdf", key=key_a).status_code == 200
 
 
-@pytest.mark.parametrize("reserve", ["30", "0"])
+@pytest.mark.parametrize("reserve,scheduler", [("30", "fair"), ("0", "fair"), ("30", "fifo")])
 def test_heavy_documents_leave_the_last_instance_to_a_recent_neighbour(
-        serve: type[ServedApp], corpus: Path, reserve: str) -> None:
+        serve: type[ServedApp], corpus: Path, reserve: str, scheduler: str) -> None:
     """B converted recently: A's heavy work takes one of two instances, B's gets the other.
 
-    With CONVERTER_RESERVE_SECONDS=0 A takes both and B waits for one of A's to finish.
+    With CONVERTER_RESERVE_SECONDS=0, or under fifo (the plain reference), A takes both
+    and B waits for one of A's to finish.
     """
-    app = serve(workers=2, env={"CONVERTER_RESERVE_SECONDS": reserve}).start()
+    env = {"CONVERTER_RESERVE_SECONDS": reserve, "CONVERTER_ENGINE_SCHEDULER": scheduler}
+    reserved = reserve != "0" and scheduler == "fair"
+    app = serve(workers=2, env=env).start()
     key_a = app.create_key("ws-a", "alice")
     key_b = app.create_key("ws-b", "bob")
     heavy = [app.upload_ok(corpus / HEAVIER, key=key_a)["id"] for _ in range(3)]
@@ -159,11 +162,11 @@ def test_heavy_documents_leave_the_last_instance_to_a_recent_neighbour(
     finishes = Finishes()
     with ThreadPoolExecutor(4) as pool:
         futures = [pool.submit(finishes.convert, app, "A", fid, key_a) for fid in heavy]
-        _wait_waiting(app, 2 if reserve != "0" else 1)
+        _wait_waiting(app, 2 if reserved else 1)
         futures.append(pool.submit(finishes.convert, app, "B", small[1], key_b))
         assert [f.result() for f in futures] == [200] * 4
     busy_max = app.metrics()["converter_engine_busy_max"]
-    if reserve == "0":
+    if not reserved:
         assert finishes.order[0] == "A", finishes.order
         assert busy_max == 2
     else:
