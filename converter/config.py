@@ -54,6 +54,19 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if value < 0:
+        raise ValueError("must be zero or a positive number")
+    return value
+
+
+def _scheduler(raw: str) -> str:
+    if raw not in ("fair", "fifo"):
+        raise ValueError("must be 'fair' or 'fifo'")
+    return raw
+
+
 def _workers(raw: str) -> int:
     if raw in ("", "auto"):
         return available_cpus()
@@ -113,6 +126,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_png_pages", _positive_int, "200", "Most pages one PNG request may draw (options.pages); more is refused with 400."),
     Setting("conversion_timeout", _positive_float, "120", "Seconds one conversion may take, queueing included."),
     Setting("queue_size", _non_negative_int, "32", "Conversions that may wait for a free instance before 503 overloaded."),
+    Setting("queue_per_workspace", _non_negative_int, "16", "Conversions one workspace may have waiting for an instance before its next is refused with 503 overloaded (fair scheduler; 0: only CONVERTER_QUEUE_SIZE bounds it)."),
+    Setting("engine_scheduler", _scheduler, "fair", "Order of the engine wait queue: fair (sync before async runs, then shared across workspaces and their keys by estimated cost) or fifo (arrival order)."),
+    Setting("heavy_seconds", _positive_float, "1.0", "Estimated LibreOffice seconds (from size, pages and format) from which a conversion counts as heavy."),
+    Setting("reserve_seconds", _non_negative_float, "30", "A heavy conversion leaves the last free instance to others while another workspace has asked for a conversion within this many seconds (0: heavy conversions may always take it)."),
     Setting("recycle_after", _positive_int, "200", "Conversions after which an instance is restarted gracefully."),
     Setting("max_rss_mb", _positive_int, "1536", "LibreOffice resident memory (MiB) above which an instance is recycled."),
     Setting("soffice", _text, "", "Path to soffice.bin; empty means the Debian location or the one on PATH."),
@@ -158,6 +175,10 @@ class Config:
     max_png_pages: int
     conversion_timeout: float
     queue_size: int
+    queue_per_workspace: int
+    engine_scheduler: str
+    heavy_seconds: float
+    reserve_seconds: float
     recycle_after: int
     max_rss_mb: int
     soffice: str

@@ -9,7 +9,9 @@ classified here: a document LibreOffice cannot open is the client's problem
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import math
 import shutil
 import subprocess
 import threading
@@ -39,6 +41,7 @@ from converter.engine.instance import (
     find_soffice,
 )
 from converter.engine.profile import write_profile
+from converter.engine.scheduler import Full, Scheduler, Tenant, Ticket
 from converter.errors import ConversionTimeout, Overloaded, UnprocessableDocument, UpstreamError
 
 logger = logging.getLogger("converter.engine")
@@ -62,6 +65,10 @@ class EngineJob:
     # Labels for the duration histogram only; the engine never reads them.
     source: str = ""
     target: str = ""
+    # Who asks, in which class (sync or async), and the estimated seconds it will take:
+    # what the scheduler orders the wait queue by.
+    tenant: Tenant = field(default_factory=Tenant)
+    cost: float = 1.0
 
 
 def _clear_leftovers(target: Path) -> None:
@@ -101,8 +108,12 @@ class EnginePool:
                      soffice, python, self.spawner)
             for i in range(self.size)
         ]
-        self.cond = threading.Condition()
-        self.waiting = 0
+        self._lock = threading.RLock()
+        self.cond = threading.Condition(self._lock)
+        self.scheduler = Scheduler(config.engine_scheduler, config.queue_size,
+                                   config.queue_per_workspace)
+        # Last time each workspace asked for a conversion: the heavy-document rule.
+        self._seen: dict[str, float] = {}
         self.busy = 0
         self.busy_max = 0
         self.conversions_total = 0
@@ -213,6 +224,7 @@ class EnginePool:
             with self.cond:
                 inst.state = State.IDLE
                 self.cond.notify_all()
+                self._dispatch()
         finally:
             with self.cond:
                 self._restarting.discard(inst.index)
@@ -253,40 +265,106 @@ class EnginePool:
         finally:
             shutil.rmtree(path, ignore_errors=True)
 
-    def _acquire(self, deadline: float, avoid: set[int]) -> Instance:
+    @property
+    def waiting(self) -> int:
+        """Conversions queued for an instance."""
         with self.cond:
-            idle = [i for i in self.instances if i.state == State.IDLE]
-            if not idle and self.waiting >= self.config.queue_size:
-                raise Overloaded(
-                    f"All {self.size} engine instances are busy and {self.waiting} conversions "
-                    "are queued; retry shortly", retry_after=2)
-            self.waiting += 1
+            return len(self.scheduler)
+
+    def _acquire(self, deadline: float, avoid: set[int], job: EngineJob) -> Instance:
+        with self.cond:
+            ticket = Ticket(job.tenant, job.cost, frozenset(avoid),
+                            wakeup=threading.Condition(self._lock))
+            self._note(job.tenant.workspace)
+            self.scheduler.add(ticket)
+            self._dispatch()
+            if ticket.instance is None:
+                self._refuse_if_full(ticket)
             metrics.ENGINE_WAITING.inc()
             queued = time.monotonic()
             try:
-                while True:
-                    idle = [i for i in self.instances if i.state == State.IDLE]
-                    preferred = [i for i in idle if i.index not in avoid] or (
-                        idle if len(avoid) >= self.size else [])
-                    if preferred:
-                        inst = min(preferred, key=lambda i: i.conversions)
-                        inst.state = State.BUSY
-                        self.busy += 1
-                        metrics.ENGINE_BUSY.inc()
-                        if self.busy > self.busy_max:
-                            self.busy_max = self.busy
-                            metrics.ENGINE_BUSY_MAX.set(self.busy_max)
-                        metrics.QUEUE_WAIT_SECONDS.observe(time.monotonic() - queued)
-                        return inst
+                # The pool hands instances to tickets in the scheduler's order (_dispatch);
+                # a waiter only ever wakes for its own ticket.
+                while ticket.instance is None:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
+                        self.scheduler.remove(ticket)
                         raise ConversionTimeout(
                             f"No engine instance became free within "
                             f"CONVERTER_CONVERSION_TIMEOUT ({self.config.conversion_timeout:g}s)")
-                    self.cond.wait(min(remaining, 0.5))
+                    ticket.wakeup.wait(min(remaining, 0.5))
+                    # A held-back heavy ticket may take the instance once the window passed.
+                    self._dispatch()
+                metrics.QUEUE_WAIT_SECONDS.observe(time.monotonic() - queued)
+                inst: Instance = ticket.instance
+                return inst
             finally:
-                self.waiting -= 1
                 metrics.ENGINE_WAITING.dec()
+
+    def _refuse_if_full(self, ticket: Ticket) -> None:
+        tenant = ticket.tenant
+        try:
+            self.scheduler.check(tenant, including=1)
+        except Full as full:
+            self.scheduler.remove(ticket)
+            if full.scope == "workspace":
+                # About how long until this workspace's own queue has room again.
+                queued = self.scheduler.queued_cost(tenant.workspace)
+                retry = max(1, min(60, math.ceil(queued / max(1, self.size))))
+                raise Overloaded(
+                    f"This workspace already has {full.waiting} conversions queued "
+                    f"(CONVERTER_QUEUE_PER_WORKSPACE); retry shortly", retry_after=retry) from None
+            raise Overloaded(
+                f"All {self.size} engine instances are busy and {full.waiting} conversions "
+                "are queued; retry shortly", retry_after=2) from None
+
+    def _dispatch(self) -> None:
+        """Hand every idle instance to the ticket the scheduler picks (under self.cond)."""
+        while True:
+            idle = [i for i in self.instances if i.state == State.IDLE]
+            if not idle:
+                return
+            ticket = self.scheduler.pick(functools.partial(self._can_take, idle))
+            if ticket is None:
+                return
+            inst = min(self._fits(ticket, idle), key=lambda i: i.conversions)
+            inst.state = State.BUSY
+            self.busy += 1
+            metrics.ENGINE_BUSY.inc()
+            if self.busy > self.busy_max:
+                self.busy_max = self.busy
+                metrics.ENGINE_BUSY_MAX.set(self.busy_max)
+            ticket.instance = inst
+            ticket.wakeup.notify()
+
+    def _can_take(self, idle: list[Instance], ticket: Ticket) -> bool:
+        return bool(self._fits(ticket, idle))
+
+    def _fits(self, ticket: Ticket, idle: list[Instance]) -> list[Instance]:
+        """The idle instances ticket may take: a crash retry avoids the instance it lost."""
+        preferred = [i for i in idle if i.index not in ticket.avoid] or (
+            idle if len(ticket.avoid) >= self.size else [])
+        if preferred and len(idle) == 1 and self._held_back(ticket):
+            return []
+        return preferred
+
+    def _note(self, workspace: str) -> None:
+        now = time.monotonic()
+        self._seen[workspace] = now
+        if len(self._seen) > 256:  # only recent arrivals matter to _held_back
+            cutoff = now - self.config.reserve_seconds
+            self._seen = {ws: t for ws, t in self._seen.items() if t >= cutoff}
+
+    def _held_back(self, ticket: Ticket) -> bool:
+        """Whether a heavy conversion must leave the last free instance to cheaper work."""
+        window = self.config.reserve_seconds
+        # Part of the fair policy: fifo is the plain reference and hands out every instance.
+        if (self.scheduler.policy != "fair" or self.size < 2 or window <= 0
+                or ticket.cost < self.config.heavy_seconds):
+            return False
+        since = time.monotonic() - window
+        return any(seen >= since for ws, seen in self._seen.items()
+                   if ws != ticket.tenant.workspace)
 
     def _release(self, inst: Instance, healthy: bool) -> None:
         with self.cond:
@@ -302,6 +380,7 @@ class EnginePool:
             else:
                 inst.state, reason = State.IDLE, ""
             self.cond.notify_all()
+            self._dispatch()
         if reason:
             # The others keep serving while this one restarts.
             self._restart_async(inst, reason)
@@ -311,7 +390,7 @@ class EnginePool:
         tried: set[int] = set()
         crashes = 0
         while True:
-            inst = self._acquire(deadline, tried)
+            inst = self._acquire(deadline, tried, job)
             tried.add(inst.index)
             _clear_leftovers(target)
             healthy = False

@@ -22,6 +22,7 @@ from converter import metrics
 from converter.db.engine import utcnow
 from converter.db.schema import artifacts
 from converter.engine.pool import EngineJob
+from converter.engine.scheduler import ANONYMOUS, Lane, Tenant
 from converter.errors import ConversionTimeout, ConverterError, NotFound, PasswordRequired
 from converter.matrix import ExportPlan, Matrix
 from converter.service import decrypt, png_render
@@ -36,14 +37,15 @@ from converter.service.csv_export import CsvExporter
 from converter.service.files import FileRecord, FileService
 from converter.service.intake import with_extension
 from converter.service.principal import Principal
-from converter.service.production import Made, Producer
+from converter.service.production import Demand, Made, Producer, estimate_cost
 from converter.service.signing import Grant, Signer
 from converter.service.singleflight import SingleFlight
 from converter.storage import Storage
 
 logger = logging.getLogger("converter.conversion")
 
-__all__ = ["Artifact", "Conversion", "ConversionService", "Link", "Subject", "cache_key"]
+__all__ = ["Artifact", "Conversion", "ConversionService", "Link", "Subject", "cache_key",
+           "tenant_of"]
 
 
 class ConversionEngine(Protocol):
@@ -71,6 +73,10 @@ class Subject:
     sheets: list[str] | None = None
     # The metadata this conversion may fill in (fields the file's reader could not know).
     learn: Callable[..., None] = field(default=lambda **_found: None)
+    # Who asks (workspace, key) and in which class: the engine's queue is ordered by it.
+    tenant: Tenant = ANONYMOUS
+    # Page count of the source when known (a file's metadata): part of the cost estimate.
+    pages: int | None = None
 
 
 @dataclass(frozen=True)
@@ -138,10 +144,11 @@ class ConversionService:
         deadline = time.monotonic() + self.timeout
         record = self.files.get(principal, file_id)
         plan = self.matrix.plan(record.format, target, options)
-        return self.produce(record, record.id, record.storage_key, plan, deadline)
+        return self.produce(record, record.id, record.storage_key, plan, deadline,
+                            tenant_of(principal))
 
     def produce(self, record: FileRecord, source_id: str, source_key: str, plan: ExportPlan,
-                deadline: float) -> Conversion:
+                deadline: float, tenant: Tenant = ANONYMOUS) -> Conversion:
         """Return the artifact of a stored file (or of an earlier artifact) for plan."""
         own = source_id == record.id
         subject = Subject(
@@ -150,7 +157,7 @@ class ConversionService:
             index=FileArtifacts(self.db, self.storage, record.id), record=record,
             sheets=record.sheets if own else None,
             learn=(lambda **found: self.files.learn(record, **found)) if own else (
-                lambda **_found: None))
+                lambda **_found: None), tenant=tenant, pages=record.pages if own else None)
         return self.run(subject, plan, deadline)
 
     def run(self, subject: Subject, plan: ExportPlan, deadline: float) -> Conversion:
@@ -267,10 +274,13 @@ class ConversionService:
             decrypt.decrypt(source, plan.password, plain)
             source, encrypted = plain, False
             plan = replace(plan, password=None)
+        # Costed from the bytes at hand (every path has them), pages when the file has them.
+        demand = Demand(subject.tenant, estimate_cost(source.stat().st_size, subject.pages))
         if plan.target == "csv":
             return self.csv.export(source, plan, scratch, deadline, encrypted,
-                                   subject.sheets, lambda names: subject.learn(sheets=names))
-        return self.producer.document(source, plan, scratch, deadline, encrypted)
+                                   subject.sheets, lambda names: subject.learn(sheets=names),
+                                   demand)
+        return self.producer.document(source, plan, scratch, deadline, encrypted, demand)
 
     def _learn_from_pdf(self, subject: Subject, pdf: Path, family: str) -> None:
         # The first default PDF tells what the file's reader could not: page count,
@@ -284,6 +294,11 @@ class ConversionService:
             value = str(info.get(key) or "").strip()
             found[field_name] = value or None
         subject.learn(**found)
+
+
+def tenant_of(principal: Principal, lane: Lane = "sync") -> Tenant:
+    """The engine's view of a caller: its workspace and key, and the class of the work."""
+    return Tenant(principal.workspace, principal.key_id, lane)
 
 
 def extension_of(target: str, media_type: str) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from converter.errors import InvalidRequest, UnprocessableDocument
 from converter.matrix import ExportPlan
 from converter.service import xlsx_csv
-from converter.service.production import Made, Producer
+from converter.service.production import UNKNOWN_DEMAND, Demand, Made, Producer
 
 logger = logging.getLogger("converter.csv")
 ZIP = "application/zip"
@@ -73,7 +73,7 @@ class CsvExporter:
 
     def export(self, source: Path, plan: ExportPlan, scratch: Path, deadline: float,
                encrypted: bool, names: list[str] | None,
-               learn: Callable[[list[str]], None]) -> Made:
+               learn: Callable[[list[str]], None], demand: Demand = UNKNOWN_DEMAND) -> Made:
         """Make the CSV output of plan from source (a local copy of the workbook)."""
         settings = plan.settings
         fast = plan.source == "xlsx" and settings["csv_engine"] == "auto" and not encrypted
@@ -105,7 +105,7 @@ class CsvExporter:
                 outputs = None
         if outputs is None:
             outputs = self._libreoffice(source, plan, chosen, scratch, deadline, encrypted,
-                                        encoding)
+                                        encoding, demand)
         if not chosen.everything:
             return Made(outputs[0], media_type(encoding), produced_by)
         archive = scratch / "sheets.zip"
@@ -134,16 +134,19 @@ class CsvExporter:
         return outputs
 
     def _libreoffice(self, source: Path, plan: ExportPlan, chosen: Selection, scratch: Path,
-                     deadline: float, encrypted: bool, encoding: str) -> list[Path]:
+                     deadline: float, encrypted: bool, encoding: str,
+                     demand: Demand) -> list[Path]:
         template = plan.filter_options.replace("{as_shown}", AS_SHOWN)
         if not chosen.everything:
             index = chosen.sheets[0][0]
             path = self.producer.export(source, plan, scratch, deadline, encrypted,
-                                        template.replace("{sheet}", str(index + 1)))
+                                        template.replace("{sheet}", str(index + 1)),
+                                        demand=demand)
             return [_with_bom(path) if encoding == "utf-8-sig" else path]
         # -1 asks LibreOffice for every sheet in one load: <stem>-<sheet name>.csv each.
         target = self.producer.export(source, plan, scratch, deadline, encrypted,
-                                      template.replace("{sheet}", "-1"), many_outputs=True)
+                                      template.replace("{sheet}", "-1"), many_outputs=True,
+                                      demand=demand)
         outputs = []
         for _index, name in chosen.sheets:
             path = target.with_name(f"{target.stem}-{name}{target.suffix}")

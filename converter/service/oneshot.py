@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
 from converter.service.artifact_index import Artifact, ContentArtifacts
-from converter.service.conversion import ConversionService, Subject
+from converter.service.conversion import ConversionService, Subject, tenant_of
 from converter.service.files import FileService, check_scope
 from converter.service.intake import Intake, Received, with_extension
 from converter.service.metadata_reader import read_metadata
@@ -77,7 +77,8 @@ class OneShotService:
             fetch=lambda path: _copy(received.path, path),
             index=ContentArtifacts(self.conversions.db, self.storage, principal.workspace,
                                    received.sha256),
-            sheets=read_metadata(received, family)["sheets"] if family == "calc" else None)
+            sheets=read_metadata(received, family)["sheets"] if family == "calc" else None,
+            tenant=tenant_of(principal))
         result = self.conversions.run(subject, plan, deadline)
         file_id = self.files.store(principal, received, scope).id if store else None
         name = with_extension(received.filename, _extension(result.artifact))

@@ -13,6 +13,7 @@ from typing import Any
 
 from converter import metrics
 from converter.engine.pool import EngineJob
+from converter.engine.scheduler import ANONYMOUS, Tenant
 from converter.errors import PasswordIncorrect, UnprocessableDocument
 from converter.matrix import ExportPlan
 from converter.service import png_render
@@ -29,6 +30,30 @@ class Made:
     pages: int | None = None
 
 
+@dataclass(frozen=True)
+class Demand:
+    """Who a LibreOffice call is for, and what it is estimated to cost (seconds)."""
+
+    tenant: Tenant = ANONYMOUS
+    cost: float = 1.0
+
+
+UNKNOWN_DEMAND = Demand()
+
+# Rough LibreOffice seconds per MiB of source and per page, fitted to the corpus'
+# FILES.tsv (a 570 KB 68-slide deck takes about 8 s, a 12 KB two-page docx 0.1 s).
+# Only the order of magnitude matters: it weights fair sharing and marks heavy jobs.
+_BASE_SECONDS = 0.1
+_SECONDS_PER_MIB = 4.0
+_SECONDS_PER_PAGE = 0.01
+
+
+def estimate_cost(size_bytes: int, pages: int | None = None) -> float:
+    """Estimated LibreOffice seconds for a source of this size (and page count, if known)."""
+    return round(_BASE_SECONDS + size_bytes / 2**20 * _SECONDS_PER_MIB
+                 + (pages or 0) * _SECONDS_PER_PAGE, 3)
+
+
 class Producer:
     """Runs the engine (or a faster path) for one plan."""
 
@@ -40,14 +65,15 @@ class Producer:
 
     def export(self, source: Path, plan: ExportPlan, scratch: Path, deadline: float,
                encrypted: bool, filter_options: str | None = None,
-               many_outputs: bool = False) -> Path:
+               many_outputs: bool = False, demand: Demand = UNKNOWN_DEMAND) -> Path:
         """LibreOffice export of source to scratch/<name>.<target>; password errors mapped."""
         target = scratch / f"result.{plan.target}"
         job = EngineJob(import_filter=plan.import_filter, export_filter=plan.export_filter,
                         filter_options=filter_option_list(plan, filter_options),
                         password=plan.password if encrypted else None,
                         extras=dict(plan.engine_options), many_outputs=many_outputs,
-                        source=plan.source, target=plan.target)
+                        source=plan.source, target=plan.target, tenant=demand.tenant,
+                        cost=demand.cost)
         with self._lock:
             self.engine_calls += 1
         metrics.ENGINE_CALLS.inc()
@@ -63,9 +89,9 @@ class Producer:
         return target
 
     def document(self, source: Path, plan: ExportPlan, scratch: Path, deadline: float,
-                 encrypted: bool) -> Made:
+                 encrypted: bool, demand: Demand = UNKNOWN_DEMAND) -> Made:
         """A plain LibreOffice export (PDF, HTML, TXT, office formats)."""
-        path = self.export(source, plan, scratch, deadline, encrypted)
+        path = self.export(source, plan, scratch, deadline, encrypted, demand=demand)
         return Made(path, plan.media_type, "libreoffice")
 
     def png(self, pdf: Path, plan: ExportPlan, scratch: Path, timeout: float) -> Made:

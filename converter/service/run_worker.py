@@ -31,6 +31,7 @@ from sqlalchemy import Engine, and_, case, func, or_, select, update
 from converter import metrics
 from converter.db.engine import process_tag, utcnow
 from converter.db.schema import files, runs
+from converter.engine.scheduler import Tenant
 from converter.errors import ConverterError, Overloaded, UpstreamError
 from converter.matrix import Matrix
 from converter.service import webhooks
@@ -205,7 +206,8 @@ class RunWorker:
     # ------------------------------------------------------------------ execution
     def execute(self, claim: Claim) -> None:
         """Convert a claimed run and record its outcome (if the lease is still ours)."""
-        query = (select(runs.c.format, runs.c.options, runs.c.webhook_url, *file_columns())
+        query = (select(runs.c.format, runs.c.options, runs.c.webhook_url, runs.c.workspace,
+                        runs.c.api_key_id, *file_columns())
                  .select_from(runs.join(files, files.c.id == runs.c.file_id))
                  .where(_held(claim)))
         with self.db.connect() as conn:
@@ -221,8 +223,10 @@ class RunWorker:
         try:
             plan = self.matrix.plan(record.format, row.format, json.loads(row.options))
             deadline = time.monotonic() + self.conversions.timeout
+            # Runs are async work: the engine serves them with capacity sync calls leave.
             result = self.conversions.produce(record, record.id, record.storage_key, plan,
-                                              deadline)
+                                              deadline, Tenant(row.workspace, row.api_key_id,
+                                                               "async"))
         except ObjectMissing:
             self._fail(claim, row.webhook_url,
                        "The uploaded original is missing from storage; upload it again")

@@ -27,7 +27,7 @@ from converter.db.schema import artifacts, files, runs
 from converter.errors import Conflict, InvalidRequest, NotFound, RateLimitExceeded
 from converter.matrix import ExportPlan, Matrix
 from converter.service import webhooks
-from converter.service.conversion import Artifact, ConversionService
+from converter.service.conversion import Artifact, ConversionService, tenant_of
 from converter.service.files import FileRecord, FileService, metadata_of
 from converter.service.idempotency import IdempotencyStore, lock_api_key, request_hash
 from converter.service.pagination import decode_cursor, encode_cursor
@@ -300,8 +300,9 @@ class RunService:
         refuse_password(plan)
         record = file_record(row)
         deadline = time.monotonic() + self.conversions.timeout
+        # An export answers an HTTP request: synchronous work, ahead of queued runs.
         result = self.conversions.produce(record, artifact.id, artifact.storage_key, plan,
-                                          deadline)
+                                          deadline, tenant_of(principal))
         name = self.conversions.download_name(record, plan.target,
                                               result.artifact.media_type)
         link = self.conversions.link(result.artifact, name, base_url)

@@ -1,0 +1,181 @@
+"""Fair scheduling of the engine queue over served apps with real LibreOffice.
+
+Assertions are on completion order and counts, never on wall-clock thresholds: each
+test first waits until the engine reports the backlog it needs (converter_engine_waiting),
+then checks who finished before whom.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.support.served import ServedApp, error_of
+from tests.test_runs import create_ok, wait_run
+
+pytestmark = pytest.mark.engine
+
+HEAVY = "doc/Bug50955.doc"      # 603 KB, 92 pages: ~1.5 s alone, estimated heavy
+HEAVIER = "odt/excelfileformat.odt"  # 356 KB, 247 pages: ~4 s
+SMALL = "docx/SampleDoc.docx"   # 12 KB, two pages: ~0.1 s
+
+
+def _wait_waiting(app: ServedApp, at_least: int, timeout: float = 120) -> None:
+    """Poll /metrics until at least that many conversions wait for an instance."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if app.metrics().get("converter_engine_waiting", 0) >= at_least:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"never {at_least} conversions waiting:\n{app.log()[-2000:]}")
+
+
+class Finishes:
+    """Records the order in which conversions complete."""
+
+    def __init__(self) -> None:
+        self.order: list[str] = []
+        self._lock = threading.Lock()
+
+    def convert(self, app: ServedApp, label: str, file_id: str, key: str) -> int:
+        """Convert to PDF, note label when it is done; return the status code."""
+        status = app.convert(file_id, "pdf", key=key).status_code
+        with self._lock:
+            self.order.append(label)
+        return status
+
+
+def _flood_then_neighbour(app: ServedApp, corpus: Path, flood: int = 5,
+                          neighbours: int = 2) -> list[str]:
+    """A queues flood heavy conversions on one instance; then B sends small ones."""
+    key_a = app.create_key("ws-a", "alice")
+    key_b = app.create_key("ws-b", "bob")
+    heavy = [app.upload_ok(corpus / HEAVY, key=key_a)["id"] for _ in range(flood)]
+    small = [app.upload_ok(corpus / SMALL, key=key_b)["id"] for _ in range(neighbours)]
+    finishes = Finishes()
+    with ThreadPoolExecutor(flood + neighbours) as pool:
+        futures: list[Future[int]] = [pool.submit(finishes.convert, app, "A", fid, key_a)
+                                      for fid in heavy]
+        _wait_waiting(app, flood - 1)  # one converting, the rest queued
+        futures += [pool.submit(finishes.convert, app, "B", fid, key_b) for fid in small]
+        assert [f.result() for f in futures] == [200] * (flood + neighbours)
+    return finishes.order
+
+
+def test_small_conversions_of_another_workspace_overtake_a_backlog(
+        serve: type[ServedApp], corpus: Path) -> None:
+    """fair: B's conversions finish while A still has most of its backlog queued."""
+    app = serve(workers=1).start()
+    order = _flood_then_neighbour(app, corpus)
+    # A's first was converting when B arrived; at most one more of A's may go first
+    # (the one already handed the instance as B's requests came in).
+    assert order.index("B") <= 2 and order[:4].count("B") == 2, order
+    assert order[-1] == "A", order
+
+
+def test_fifo_makes_the_neighbour_wait_for_the_whole_backlog(
+        serve: type[ServedApp], corpus: Path) -> None:
+    """The reference: CONVERTER_ENGINE_SCHEDULER=fifo serves A's backlog first."""
+    app = serve(workers=1, env={"CONVERTER_ENGINE_SCHEDULER": "fifo"}).start()
+    order = _flood_then_neighbour(app, corpus)
+    assert order == ["A"] * 5 + ["B"] * 2, order
+
+
+def test_sync_conversion_goes_ahead_of_queued_runs(serve: type[ServedApp],
+                                                   corpus: Path) -> None:
+    """Two runs queue behind a busy instance; a later HTTP conversion is served first."""
+    app = serve(workers=1).start()
+    busy_id = app.upload_ok(corpus / HEAVIER)["id"]
+    run_files = [app.upload_ok(corpus / HEAVY, filename=f"run{i}.doc")["id"] for i in range(2)]
+    small_id = app.upload_ok(corpus / SMALL)["id"]
+    with ThreadPoolExecutor(2) as pool:
+        busy = pool.submit(app.convert, busy_id, "pdf")
+        _wait_busy(app)
+        runs = [create_ok(app, fid, "pdf") for fid in run_files]
+        _wait_waiting(app, 2)  # both runs' conversions queued behind the busy instance
+        sync = app.convert(small_id, "pdf")
+        assert sync.status_code == 200, sync.text
+        states = [app.request("GET", f"/v1/runs/{r}").json()["status"] for r in runs]
+        assert busy.result().status_code == 200
+    # Served ahead of both runs, although they were queued first.
+    assert states == ["running", "running"], states
+    finished = [wait_run(app, r) for r in runs]
+    assert [r["status"] for r in finished] == ["completed", "completed"], finished
+
+
+def _wait_busy(app: ServedApp, instances: int = 1, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while app.metrics().get("converter_engine_busy", 0) < instances:
+        assert time.monotonic() < deadline, "the engine never became busy"
+        time.sleep(0.05)
+
+
+def test_flooding_workspace_gets_503_while_others_keep_flowing(
+        serve: type[ServedApp], corpus: Path) -> None:
+    """CONVERTER_QUEUE_PER_WORKSPACE=2: A's fourth is refused with Retry-After; B's passes."""
+    app = serve(workers=1, env={"CONVERTER_QUEUE_PER_WORKSPACE": "2"}).start()
+    key_a = app.create_key("ws-a", "alice")
+    key_b = app.create_key("ws-b", "bob")
+    first = app.upload_ok(corpus / HEAVIER, key=key_a)["id"]
+    queued = [app.upload_ok(corpus / HEAVY, key=key_a)["id"] for _ in range(2)]
+    extra = app.upload_ok(corpus / SMALL, key=key_a)["id"]
+    neighbour = app.upload_ok(corpus / SMALL, key=key_b)["id"]
+    with ThreadPoolExecutor(3) as pool:
+        running = pool.submit(app.convert, first, "pdf", key_a)
+        _wait_busy(app)
+        waiting = [pool.submit(app.convert, fid, "pdf", key_a) for fid in queued]
+        _wait_waiting(app, 2)
+        refused = app.convert(extra, "pdf", key=key_a)
+        accepted = app.convert(neighbour, "pdf", key=key_b)
+        statuses = [running.result().status_code, *(w.result().status_code for w in waiting)]
+    assert refused.status_code == 503, refused.text
+    error = error_of(refused)
+    assert error["type"] == "overloaded" and error["retryable"] is True
+    assert "CONVERTER_QUEUE_PER_WORKSPACE" in error["message"]
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert accepted.status_code == 200, accepted.text
+    assert statuses == [200, 200, 200]
+    # Once A's queue drained, A is served again.
+    assert app.convert(extra, "pdf", key=key_a).status_code == 200
+
+
+@pytest.mark.parametrize("reserve,scheduler", [("30", "fair"), ("0", "fair"), ("30", "fifo")])
+def test_heavy_documents_leave_the_last_instance_to_a_recent_neighbour(
+        serve: type[ServedApp], corpus: Path, reserve: str, scheduler: str) -> None:
+    """B converted recently: A's heavy work takes one of two instances, B's gets the other.
+
+    With CONVERTER_RESERVE_SECONDS=0, or under fifo (the plain reference), A takes both
+    and B waits for one of A's to finish.
+    """
+    env = {"CONVERTER_RESERVE_SECONDS": reserve, "CONVERTER_ENGINE_SCHEDULER": scheduler}
+    reserved = reserve != "0" and scheduler == "fair"
+    app = serve(workers=2, env=env).start()
+    key_a = app.create_key("ws-a", "alice")
+    key_b = app.create_key("ws-b", "bob")
+    heavy = [app.upload_ok(corpus / HEAVIER, key=key_a)["id"] for _ in range(3)]
+    small = [app.upload_ok(corpus / SMALL, key=key_b)["id"] for _ in range(2)]
+    assert app.convert(small[0], "pdf", key=key_b).status_code == 200  # B is now recent
+    finishes = Finishes()
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(finishes.convert, app, "A", fid, key_a) for fid in heavy]
+        _wait_waiting(app, 2 if reserved else 1)
+        futures.append(pool.submit(finishes.convert, app, "B", small[1], key_b))
+        assert [f.result() for f in futures] == [200] * 4
+    busy_max = app.metrics()["converter_engine_busy_max"]
+    if not reserved:
+        assert finishes.order[0] == "A", finishes.order
+        assert busy_max == 2
+    else:
+        assert finishes.order[0] == "B", finishes.order
+
+
+def test_scheduler_setting_is_validated(serve: type[ServedApp]) -> None:
+    """An unknown CONVERTER_ENGINE_SCHEDULER stops the service with a message naming it."""
+    app = serve(env={"CONVERTER_ENGINE_SCHEDULER": "random"})
+    with pytest.raises(RuntimeError) as failed:
+        app.start(timeout=30)
+    assert "CONVERTER_ENGINE_SCHEDULER" in str(failed.value)
