@@ -10,6 +10,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from converter.api import openapi
 from converter.api.context import services
+from converter.api.page_headers import harden
 
 DOCS = Path(__file__).resolve().parents[1] / "web" / "docs"
 # Swagger UI's own files, shipped by the swagger-ui-bundle package (no CDN).
@@ -59,9 +60,4 @@ def docs_asset(asset: str) -> Response:
 
 @bp.after_request
 def _harden(response: Response) -> Response:
-    response.headers["Content-Security-Policy"] = _CSP
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    # Revalidate (by ETag) so an upgrade's description and assets are seen at once.
-    response.headers["Cache-Control"] = "no-cache"
-    return response
+    return harden(response, _CSP)

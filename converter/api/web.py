@@ -6,6 +6,8 @@ from pathlib import Path
 
 from flask import Blueprint, Response, send_from_directory
 
+from converter.api.page_headers import harden
+
 STATIC = Path(__file__).resolve().parents[1] / "web" / "static"
 
 bp = Blueprint("web", __name__, static_folder=str(STATIC), static_url_path="/web")
@@ -24,10 +26,4 @@ def index() -> Response:
 
 @bp.after_request
 def _harden(response: Response) -> Response:
-    # Applies to / and to the blueprint's static files alike. no-cache (revalidate by ETag)
-    # so a browser never runs an old app.js against a newer API after an upgrade.
-    response.headers["Content-Security-Policy"] = _CSP
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["Cache-Control"] = "no-cache"
-    return response
+    return harden(response, _CSP)
