@@ -159,6 +159,7 @@ def _check_package(path: Path) -> None:
                     with archive.open(info) as member:
                         _check_prolog(info.filename, member)
             rels = _read_capped(archive, "_rels/.rels")
+    # zipfile raises NotImplementedError for compression methods it does not support.
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
             NotImplementedError) as exc:
         raise UnprocessableDocument(f"not a readable xlsx package: {exc}") from None
