@@ -13,6 +13,7 @@ import sys
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -202,6 +203,28 @@ class TestStorageContract:
         assert not storage.exists("artifacts/many/0000")
         assert not storage.exists("artifacts/many/1000")
         assert storage.get_bytes("artifacts/other") == b"keep"
+
+    def test_list_objects(self, storage: Storage) -> None:
+        before = datetime.now(UTC) - timedelta(minutes=5)  # slack for the S3 server's clock
+        listed = ["artifacts/f1/a.pdf", "artifacts/f1/pages/1.png", "artifacts/f10/c.pdf"]
+        for key in [*listed, "originals/f1", "content/x.pdf"]:
+            storage.put_bytes(key, key.encode(), "application/octet-stream")
+        found = {o.key: o for o in storage.list_objects("artifacts/")}
+        assert sorted(found) == sorted(listed)
+        assert all(o.size == len(o.key) and before < o.modified <= datetime.now(UTC)
+                   + timedelta(minutes=5) for o in found.values())
+        # A plain string prefix, as for delete_prefix.
+        assert sorted(o.key for o in storage.list_objects("artifacts/f1")) == sorted(listed)
+        assert [o.key for o in storage.list_objects("artifacts/f1/pages/")] == [listed[1]]
+        assert list(storage.list_objects("nothing/")) == []
+        with pytest.raises(ValueError):
+            list(storage.list_objects(""))
+
+    def test_list_objects_skips_writes_in_flight(self, tmp_path: Path) -> None:
+        local = LocalStorage(tmp_path / "objects")
+        local.put_bytes("artifacts/f1/a.pdf", b"%PDF", "application/pdf")
+        (tmp_path / "objects" / "artifacts" / "f1" / f"{TEMP_PREFIX}half").write_bytes(b"%P")
+        assert [o.key for o in local.list_objects("artifacts/")] == ["artifacts/f1/a.pdf"]
 
     @pytest.mark.parametrize("key", BAD_KEYS)
     def test_bad_keys_are_refused(self, storage: Storage, key: str, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from converter.storage.base import (
     ObjectMissing,
     Storage,
     StorageError,
+    StoredObject,
     attachment_disposition,
     validate_key,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "S3Storage",
     "Storage",
     "StorageError",
+    "StoredObject",
     "attachment_disposition",
     "open_storage",
     "validate_key",

@@ -12,6 +12,9 @@ the one expected failure: the key holds no object.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import quote
@@ -38,6 +41,15 @@ class ObjectMissing(StorageError, KeyError):
     def __str__(self) -> str:
         # KeyError.__str__ would repr() the message and wrap it in quotes.
         return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One object found by ``Storage.list_objects``: its key, size and last write (UTC)."""
+
+    key: str
+    size: int
+    modified: datetime
 
 
 @runtime_checkable
@@ -87,6 +99,14 @@ class Storage(Protocol):
         The prefix is validated like a key except that it may end with '/' and its
         last segment may be partial; an empty prefix is refused so that a bug cannot
         wipe the whole store.
+        """
+        ...
+
+    def list_objects(self, prefix: str) -> Iterator[StoredObject]:
+        """Every complete object whose key starts with prefix (validated as in delete_prefix).
+
+        Writes in flight are not listed. Order is unspecified; the listing is lazy, so
+        objects written or removed while it runs may or may not appear.
         """
         ...
 

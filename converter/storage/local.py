@@ -6,7 +6,8 @@ import contextlib
 import os
 import stat
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from converter.storage.base import (
     TEMP_PREFIX,
     ObjectMissing,
     StorageError,
+    StoredObject,
     validate_key,
     validate_prefix,
 )
@@ -130,6 +132,25 @@ class LocalStorage:
                 with contextlib.suppress(OSError):  # not empty: other objects or a write in flight
                     os.rmdir(dirpath)
         return removed
+
+    def list_objects(self, prefix: str) -> Iterator[StoredObject]:
+        """Every object whose key starts with prefix (temp files of writes in flight excluded)."""
+        validate_prefix(prefix)
+        head = prefix.rpartition("/")[0]
+        base = self.root.joinpath(*head.split("/")) if head else self.root
+        for dirpath, _dirs, filenames in os.walk(base):
+            rel_dir = Path(dirpath).relative_to(self.root).as_posix()
+            key_dir = "" if rel_dir == "." else rel_dir + "/"
+            for name in filenames:
+                key = key_dir + name
+                if name.startswith(TEMP_PREFIX) or not key.startswith(prefix):
+                    continue
+                try:
+                    st = os.stat(os.path.join(dirpath, name))
+                except FileNotFoundError:
+                    continue  # deleted while listing
+                yield StoredObject(key, st.st_size,
+                                   datetime.fromtimestamp(st.st_mtime, tz=UTC))
 
     def local_path(self, key: str) -> Path | None:
         """The file the object is (or would be) stored in; it may not exist."""

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 from converter.storage.base import (
     ObjectMissing,
     StorageError,
+    StoredObject,
     attachment_disposition,
     validate_key,
     validate_prefix,
@@ -147,6 +149,18 @@ class S3Storage:
                             f"{first.get('Code')} {first.get('Message')}"
                         )
         return removed
+
+    def list_objects(self, prefix: str) -> Iterator[StoredObject]:
+        """Every object under prefix, a page (1000 keys) per request."""
+        full = self.prefix + validate_prefix(prefix)
+        with self._errors("list", prefix):
+            paginator = self._client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+                for item in page.get("Contents", []):
+                    modified = item["LastModified"]
+                    yield StoredObject(item["Key"][len(self.prefix):], int(item["Size"]),
+                                       modified if modified.tzinfo else
+                                       modified.replace(tzinfo=UTC))
 
     def local_path(self, key: str) -> Path | None:
         """Always None: objects are not on this machine's filesystem."""
