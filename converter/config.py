@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,18 @@ def _log_format(raw: str) -> str:
     return raw
 
 
+def _days(raw: str) -> float:
+    value = _non_negative_float(raw)
+    # Past a century the expiry would overflow datetime arithmetic for no gain.
+    if value > 36500:
+        raise ValueError("must be at most 36500 days (0 keeps everything forever)")
+    return value
+
+
+def _optional_days(raw: str) -> float | None:
+    return None if raw.strip() == "" else _days(raw)
+
+
 def _csv(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
@@ -147,6 +160,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("webhook_timeout", _positive_float, "10", "Seconds one webhook delivery may take."),
     Setting("webhook_max_attempts", _positive_int, "5", "Delivery attempts per webhook before giving up."),
     Setting("webhook_backoff_seconds", _positive_float, "10", "Delay before the second webhook attempt; each later one waits twice as long."),
+    Setting("retention_days", _days, "0", "Days an uploaded file and its artifacts (and one-shot cache entries) are kept; 0 keeps them forever. Fractions are allowed."),
+    Setting("run_retention_days", _optional_days, "", "Days a finished run (and its exports and Idempotency-Key replay) is kept; empty means CONVERTER_RETENTION_DAYS, 0 forever. A file is kept while a run on it is."),
+    Setting("cleanup_interval_seconds", _non_negative_float, "600", "Seconds between cleanup passes (retention and converter gc) on one replica at a time; 0 turns the loop off."),
+    Setting("cleanup_batch_size", _positive_int, "500", "Rows or objects one cleanup step handles per database transaction."),
+    Setting("orphan_grace_seconds", _positive_float, "3600", "Age under which an object without a row, or a scratch file, is never treated as garbage (a conversion may be about to commit it)."),
     Setting("log_level", _text, "INFO", "Python logging level."),
     Setting("url", _url, "", "Client side: base URL of the service the converter CLI and Client.from_env() talk to (e.g. http://127.0.0.1:8080); the server ignores it."),
     Setting("api_key", _text, "", "Client side: API key the converter CLI and Client.from_env() send; the server ignores it."),
@@ -196,6 +214,11 @@ class Config:
     webhook_timeout: float
     webhook_max_attempts: int
     webhook_backoff_seconds: float
+    retention_days: float
+    run_retention_days: float | None
+    cleanup_interval_seconds: float
+    cleanup_batch_size: int
+    orphan_grace_seconds: float
     log_level: str
     url: str
     api_key: str
@@ -215,6 +238,17 @@ class Config:
     def max_upload_bytes(self) -> int:
         """CONVERTER_MAX_UPLOAD_MB in bytes."""
         return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def file_retention(self) -> timedelta | None:
+        """How long files live (CONVERTER_RETENTION_DAYS), None for forever."""
+        return timedelta(days=self.retention_days) if self.retention_days else None
+
+    @property
+    def run_retention(self) -> timedelta | None:
+        """How long finished runs live (CONVERTER_RUN_RETENTION_DAYS), None for forever."""
+        days = self.retention_days if self.run_retention_days is None else self.run_retention_days
+        return timedelta(days=days) if days else None
 
     def replace(self, **changes: Any) -> Config:
         """Return a copy with some fields changed (tests and the CLI use this)."""

@@ -75,6 +75,7 @@ def connect(url: str) -> Engine:
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(4711003)")
             metadata.create_all(conn)
             add_missing_columns(conn)
+            add_missing_indexes(conn)
     except OperationalError as exc:
         raise ConfigError(
             f"Cannot reach the database at CONVERTER_DATABASE_URL "
@@ -101,6 +102,13 @@ def add_missing_columns(conn: Connection) -> None:
             kind = column.type.compile(dialect=conn.dialect)
             conn.exec_driver_sql(
                 f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
+
+
+def add_missing_indexes(conn: Connection) -> None:
+    """Create indexes that newer releases declare on tables an older release created."""
+    for table in metadata.sorted_tables:
+        for index in table.indexes:
+            index.create(conn, checkfirst=True)
 
 
 def process_tag() -> str:

@@ -54,6 +54,9 @@ files = Table(
     Column("title", Text),
     Column("author", Text),
     Column("metadata_unknown", Text),  # JSON list of the fields not known yet
+    # The end of the life an upload asked for (expires_in); CONVERTER_RETENTION_DAYS
+    # may end it sooner. Null: only the retention setting applies.
+    Column("expires_at", DateTime(timezone=True)),
 )
 Index("ix_files_workspace_seq", files.c.workspace, files.c.seq)
 
@@ -142,6 +145,21 @@ idempotency_keys = Table(
     Column("status_code", Integer),
     Column("response", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # The run (or export) the stored response names, so that deleting it by retention
+    # also forgets the replay that would point at it.
+    Column("subject_id", String(40)),
+)
+Index("ix_idempotency_keys_subject", idempotency_keys.c.subject_id)
+
+# Named leases for work one replica at a time should do (the cleanup loop). A holder
+# renews ``expires_at`` while it works; when it is past, anyone may take the lease.
+# ``next_due_at`` spaces passes across the fleet instead of once per replica.
+leases = Table(
+    "leases", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("owner", String(80)),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("next_due_at", DateTime(timezone=True)),
 )
 
 workspace_secrets = Table(
