@@ -14,6 +14,7 @@ from converter.datadir import prepare as prepare_data_dir
 from converter.db.engine import connect
 from converter.matrix import Matrix
 from converter.matrix import load as load_matrix
+from converter.service.cleanup import build as build_cleanup
 from converter.service.conversion import ConversionEngine, ConversionService
 from converter.service.files import FileService
 from converter.service.idempotency import IdempotencyStore
@@ -75,7 +76,7 @@ def build(config: Config, engine: ConversionEngine | None = None,
     signer = Signer(load_secret(config.secret_key, config.data_path))
     intake = Intake(matrix, config.data_path / "tmp", config.max_upload_bytes,
                     config.max_uncompressed_mb * 2**20)
-    files = FileService(db, storage, matrix, intake)
+    files = FileService(db, storage, matrix, intake, config.file_retention)
     if engine is None:
         from converter.engine.pool import EnginePool
 
@@ -90,6 +91,9 @@ def build(config: Config, engine: ConversionEngine | None = None,
     fetcher = UrlFetcher(WebhookPolicy(config.webhook_allow), config.url_fetch_timeout)
     oneshot = OneShotService(intake, files, conversions, storage, fetcher)
     keys = KeyStore(db, config.data_path)
+    cleanup = build_cleanup(config, db, storage)
+    cleanup.start()
+    extras["cleanup"] = cleanup
     if db.dialect.name == "postgresql":
         # Replicas on other hosts share only the database: hear their revocations.
         from converter.service.revocations import RevocationListener

@@ -9,7 +9,7 @@ from converter.api.observe import note
 from converter.api.options import CONVERT_FIELDS, request_options
 from converter.api.sources import document_source
 from converter.errors import InvalidRequest
-from converter.service.files import check_scope
+from converter.service.files import check_expires_in, check_scope
 from converter.service.pagination import parse_limit
 
 bp = Blueprint("files", __name__, url_prefix="/v1/files")
@@ -22,8 +22,9 @@ def upload() -> tuple[Response, int]:
     svc = services()
     stream, filename, url = document_source()
     scope = check_scope(form_value("scope"))
+    expires_in = check_expires_in(form_value("expires_in"))
     with svc.oneshot.receive(stream, filename, url) as received:
-        record = svc.files.store(who, received, scope)
+        record = svc.files.store(who, received, scope, expires_in)
     note(file_id=record.id)
     return jsonify(record.public()), 201
 

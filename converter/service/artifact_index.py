@@ -3,7 +3,10 @@
 Both answer the same two questions (is this cache key made already; record a new
 one) so the conversion service runs one code path for either. A row is written
 only after its object is stored, so a row never points at nothing; a unique key
-makes two replicas that made the same artifact agree on one row.
+makes two replicas that made the same artifact agree on one row. A row whose object
+was lost after all (a restore from mismatched backups, a bucket rule, a hand) reads
+as a miss where storage is local, and is dropped so the conversion that follows
+records its own; on S3 ``converter gc`` finds and drops such rows.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, Insert, bindparam, insert, select
+from sqlalchemy import ColumnElement, Engine, Insert, Table, bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from converter.db.engine import utcnow
@@ -65,6 +68,17 @@ def present(storage: Storage, storage_key: str) -> bool:
     return local.exists() if local is not None else True
 
 
+def forget(db: Engine, table: Table, which: ColumnElement[bool]) -> None:
+    """Delete the row of an artifact whose object is gone (lost, or removed by hand).
+
+    The conversion that follows then records its own row, with the size of the
+    object it stores, instead of adopting the stale one; ``converter gc`` does the
+    same for rows no request has touched.
+    """
+    with db.begin() as conn:
+        conn.execute(delete(table).where(which))
+
+
 def file_artifact(row: Any) -> Artifact:
     """An Artifact from an artifacts row."""
     return Artifact(id=row.id, file_id=row.file_id, source_id=row.source_id, format=row.format,
@@ -84,7 +98,10 @@ class FileArtifacts:
         """The artifact under a cache key, if its object is still there."""
         with self.db.connect() as conn:
             row = conn.execute(_LOOKUP, {"key": key}).first()
-        if row is None or not present(self.storage, row.storage_key):
+        if row is None:
+            return None
+        if not present(self.storage, row.storage_key):
+            forget(self.db, artifacts, artifacts.c.id == row.id)
             return None
         return file_artifact(row)
 
@@ -117,8 +134,11 @@ class ContentArtifacts:
         """The artifact under a cache key, if its object is still there."""
         with self.db.connect() as conn:
             row = conn.execute(_LOOKUP_CONTENT, {"key": key}).first()
-        if row is None or row.workspace != self.workspace or not present(
-                self.storage, row.storage_key):
+        if row is None or row.workspace != self.workspace:
+            return None
+        if not present(self.storage, row.storage_key):
+            forget(self.db, content_artifacts, (content_artifacts.c.cache_key == key) & (
+                content_artifacts.c.created_at == row.created_at))
             return None
         return Artifact(id="cnt_" + key[:24], file_id="", source_id=row.sha256,
                         format=row.format, media_type=row.media_type,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import IO, Any
 
 from sqlalchemy import Engine, bindparam, delete, insert, or_, select, update
@@ -21,6 +21,8 @@ from converter.service.principal import Principal
 from converter.storage import Storage
 
 SCOPES = ("personal", "workspace")
+# Ten years: longer lives are what "no expires_in" means, and keep datetimes in range.
+MAX_EXPIRES_IN = 10 * 365 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ class FileRecord:
     title: str | None = None
     author: str | None = None
     unknown: tuple[str, ...] = ()
+    # The earliest the file may be deleted by retention (a live run keeps it longer).
+    expires_at: datetime | None = None
 
     def public(self) -> dict[str, Any]:
         """The JSON shape clients see."""
@@ -50,7 +54,8 @@ class FileRecord:
                 "size_bytes": self.size_bytes, "sha256": self.sha256, "scope": self.scope,
                 "created_at": _iso(self.created_at), "encrypted": self.encrypted,
                 "pages": self.pages, "sheets": self.sheets, "title": self.title,
-                "author": self.author, "unknown_fields": list(self.unknown)}
+                "author": self.author, "unknown_fields": list(self.unknown),
+                "expires_at": _iso(self.expires_at)}
 
 
 def check_scope(scope: str | None) -> str:
@@ -60,6 +65,28 @@ def check_scope(scope: str | None) -> str:
         raise InvalidRequest(f"scope must be one of {', '.join(SCOPES)}", field="scope",
                              valid_values=list(SCOPES))
     return scope
+
+
+def check_expires_in(raw: str | None) -> int | None:
+    """Seconds the upload asks to be kept (None: the retention setting alone); 400 otherwise."""
+    if raw is None or not raw.strip():
+        return None
+    try:
+        seconds = int(raw.strip())
+    except ValueError:
+        seconds = 0
+    if not 1 <= seconds <= MAX_EXPIRES_IN:
+        raise InvalidRequest(f"expires_in must be a whole number of seconds from 1 to "
+                             f"{MAX_EXPIRES_IN}, got {raw!r}", field="expires_in")
+    return seconds
+
+
+def expiry(created_at: datetime, expires_at: datetime | None,
+           retention: timedelta | None) -> datetime | None:
+    """When a file's life ends: its own expires_in or CONVERTER_RETENTION_DAYS, the sooner."""
+    ends = [t for t in (as_utc(expires_at), created_at + retention if retention else None)
+            if t is not None]
+    return min(ends) if ends else None
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -76,11 +103,12 @@ _GET_VISIBLE = select(files).where(
 )
 
 
-def _record(row: Any) -> FileRecord:
+def _record(row: Any, retention: timedelta | None) -> FileRecord:
+    created = as_utc(row.created_at) or utcnow()
     return FileRecord(id=row.id, workspace=row.workspace, owner=row.owner, scope=row.scope,
                       filename=row.filename, format=row.format, size_bytes=row.size_bytes,
-                      sha256=row.sha256, storage_key=row.storage_key,
-                      created_at=as_utc(row.created_at) or utcnow(),
+                      sha256=row.sha256, storage_key=row.storage_key, created_at=created,
+                      expires_at=expiry(created, row.expires_at, retention),
                       **metadata_of(row))
 
 
@@ -96,11 +124,13 @@ def metadata_of(row: Any) -> dict[str, Any]:
 class FileService:
     """Stores originals and answers questions about them."""
 
-    def __init__(self, db: Engine, storage: Storage, matrix: Matrix, intake: Intake) -> None:
+    def __init__(self, db: Engine, storage: Storage, matrix: Matrix, intake: Intake,
+                 retention: timedelta | None = None) -> None:
         self.db = db
         self.storage = storage
         self.matrix = matrix
         self.intake = intake
+        self.retention = retention
 
     def upload(self, principal: Principal, filename: str | None, stream: IO[bytes],
                scope: str | None) -> FileRecord:
@@ -109,7 +139,8 @@ class FileService:
         with self.intake.receive(stream, filename) as received:
             return self.store(principal, received, scope)
 
-    def store(self, principal: Principal, received: Received, scope: str) -> FileRecord:
+    def store(self, principal: Principal, received: Received, scope: str,
+              expires_in: int | None = None) -> FileRecord:
         """Keep a vetted document as a file: the original in storage, then its row."""
         file_id = "file_" + secrets.token_hex(12)
         key = f"originals/{file_id}"
@@ -120,13 +151,14 @@ class FileService:
                             scope=scope, filename=received.filename, format=received.format,
                             size_bytes=received.size_bytes, sha256=received.sha256,
                             storage_key=key, created_at=utcnow(), **meta)
+        asked = (record.created_at + timedelta(seconds=expires_in)) if expires_in else None
         with self.db.begin() as conn:
             conn.execute(insert(files).values(
                 id=record.id, workspace=record.workspace, owner=record.owner, scope=scope,
                 filename=record.filename, format=record.format, size_bytes=record.size_bytes,
                 sha256=record.sha256, storage_key=key, created_at=record.created_at,
-                seq=next_seq(), **metadata_columns(record)))
-        return record
+                seq=next_seq(), expires_at=asked, **metadata_columns(record)))
+        return replace(record, expires_at=expiry(record.created_at, asked, self.retention))
 
     def learn(self, record: FileRecord, **found: Any) -> None:
         """Record metadata found later (after a PDF was made) for the fields not known yet.
@@ -152,7 +184,7 @@ class FileService:
                                               "user": principal.user_id}).first()
         if row is None:
             raise NotFound(f"No file {file_id!r} is visible to this key", field="file_id")
-        return _record(row)
+        return _record(row, self.retention)
 
     def list(self, principal: Principal, limit: int, cursor: str | None,
              ) -> tuple[list[FileRecord], str | None]:
@@ -165,15 +197,25 @@ class FileService:
             rows = conn.execute(query).all()
         page = rows[:limit]
         next_cursor = encode_cursor(page[-1].seq) if len(rows) > limit else None
-        return [_record(r) for r in page], next_cursor
+        return [_record(r, self.retention) for r in page], next_cursor
 
     def delete(self, principal: Principal, file_id: str) -> None:
         """Remove the original, every cached artifact and their rows."""
         record = self.get(principal, file_id)
-        with self.db.begin() as conn:
-            conn.execute(delete(artifacts).where(artifacts.c.file_id == record.id))
-            conn.execute(delete(files).where(files.c.id == record.id))
-        # Rows go first: a crash in between leaves unreferenced objects, never
-        # rows that point at nothing.
-        self.storage.delete_prefix(f"artifacts/{record.id}/")
-        self.storage.delete(record.storage_key)
+        remove_files(self.db, self.storage, [(record.id, record.storage_key)])
+
+
+def remove_files(db: Engine, storage: Storage, found: list[tuple[str, str]]) -> None:
+    """Delete files given as (id, original's storage key): rows, then their objects.
+
+    Rows go first: a crash in between leaves unreferenced objects (which
+    ``converter gc`` removes), never rows that point at nothing. Runs of the
+    files go with them (ON DELETE CASCADE).
+    """
+    ids = [file_id for file_id, _key in found]
+    with db.begin() as conn:
+        conn.execute(delete(artifacts).where(artifacts.c.file_id.in_(ids)))
+        conn.execute(delete(files).where(files.c.id.in_(ids)))
+    for file_id, key in found:
+        storage.delete_prefix(f"artifacts/{file_id}/")
+        storage.delete(key)

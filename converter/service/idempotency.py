@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from converter.db.engine import as_utc, utcnow
 from converter.db.schema import api_keys, idempotency_keys
@@ -104,20 +104,32 @@ class IdempotencyStore:
             return self.lookup(conn, key_id, key, digest)
 
     def remember(self, conn: Connection, key_id: str, key: str, digest: str,
-                 status_code: int, body: dict[str, Any]) -> None:
-        """Store the response in the caller's transaction (commits with the work it describes)."""
+                 status_code: int, body: dict[str, Any], subject_id: str | None = None,
+                 ) -> None:
+        """Store the response in the caller's transaction (commits with the work it describes).
+
+        subject_id names the run (or export) the response is about: deleting that
+        record by retention deletes this row too.
+        """
         conn.execute(insert(idempotency_keys).values(
             api_key_id=key_id, key=key, request_hash=digest, status_code=status_code,
-            response=json.dumps(body, separators=(",", ":")), created_at=utcnow()))
+            response=json.dumps(body, separators=(",", ":")), created_at=utcnow(),
+            subject_id=subject_id))
 
-    def purge_expired(self, force: bool = False) -> int:
-        """Delete keys older than 24 hours; runs at most every 10 minutes unless forced."""
+    def purge_expired(self, force: bool = False, dry_run: bool = False) -> int:
+        """Delete keys older than 24 hours; runs at most every 10 minutes unless forced.
+
+        A dry run counts them instead (and always runs).
+        """
+        expired = idempotency_keys.c.created_at < utcnow() - TTL
+        if dry_run:
+            with self.db.connect() as conn:
+                return int(conn.execute(select(func.count()).where(expired)).scalar_one())
         now = time.monotonic()
         with self._lock:
             if not force and now - self._last_purge < _PURGE_EVERY:
                 return 0
             self._last_purge = now
         with self.db.begin() as conn:
-            result = conn.execute(delete(idempotency_keys).where(
-                idempotency_keys.c.created_at < utcnow() - TTL))
+            result = conn.execute(delete(idempotency_keys).where(expired))
         return int(result.rowcount or 0)

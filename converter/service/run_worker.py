@@ -104,6 +104,21 @@ def release(db: Engine, tokens: list[str]) -> int:
     return int(result.rowcount or 0)
 
 
+def requeue_abandoned(db: Engine, dry_run: bool = False) -> int:
+    """Put runs whose lease expired (their worker died) back in the queue; returns how many.
+
+    claim_next would reclaim them too, but only where run workers poll; this makes
+    them pending again for any replica, and GET /v1/runs stops showing them running.
+    The interrupted attempt still counts, as it does on a reclaim.
+    """
+    abandoned = and_(runs.c.status == "running", runs.c.lease_expires_at < utcnow())
+    with db.begin() as conn:
+        if dry_run:
+            return int(conn.execute(select(func.count()).where(abandoned)).scalar_one())
+        return int(conn.execute(update(runs).where(abandoned).values(
+            status="pending", lease_owner=None, lease_expires_at=None)).rowcount or 0)
+
+
 def _held(claim: Claim) -> Any:
     return and_(runs.c.id == claim.run_id, runs.c.lease_owner == claim.token,
                 runs.c.status == "running")

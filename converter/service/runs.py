@@ -162,7 +162,7 @@ class RunService:
                     webhook_url=webhook_url, attempts=0, created_at=utcnow(), seq=next_seq()))
                 if idempotency_key:
                     self.idempotency.remember(conn, principal.key_id, idempotency_key, digest,
-                                              202, response)
+                                              202, response, subject_id=run_id)
         if replay is not None:
             # A concurrent request with this key committed first: answer as it did.
             return Accepted(replay.status_code, replay.body, _REPLAYED, True)
@@ -317,7 +317,7 @@ class RunService:
             replay = self.idempotency.lookup(conn, principal.key_id, idempotency_key, digest)
             if replay is None:
                 self.idempotency.remember(conn, principal.key_id, idempotency_key, digest, 200,
-                                          response)
+                                          response, subject_id=run_id)
         if replay is not None:
             return Accepted(replay.status_code, replay.body, _REPLAYED, True)
         return Accepted(200, response)
