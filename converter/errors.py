@@ -129,6 +129,28 @@ class Overloaded(ConverterError):
         self.headers["Retry-After"] = str(retry_after)
 
 
+class Unavailable(ConverterError):
+    """A dependency (the database) cannot be reached; the same request succeeds later."""
+
+    status = 503
+    type = "unavailable"
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message, retryable=True, retry_after=retry_after)
+        self.headers["Retry-After"] = str(retry_after)
+
+
+class InsufficientStorage(ConverterError):
+    """The data or scratch file system is (nearly) full; retry once space is freed."""
+
+    status = 507
+    type = "insufficient_storage"
+
+    def __init__(self, message: str, retry_after: int = 30) -> None:
+        super().__init__(message, retryable=True, retry_after=retry_after)
+        self.headers["Retry-After"] = str(retry_after)
+
+
 class ConversionTimeout(UpstreamError):
     """The conversion outlived CONVERTER_CONVERSION_TIMEOUT; its instance was restarted."""
 
