@@ -64,9 +64,10 @@ class DiskGuard:
             except OSError:
                 continue  # an unreadable path is the storage check's to report, not ours
             if free < need:
-                return (f"{path} has {free // 2**20} MiB free, less than the "
-                        f"{need // 2**20} MiB CONVERTER_MIN_FREE_MB asks for: free space "
-                        "there, or give CONVERTER_DATA_DIR a larger volume")
+                return (f"{path} has {free / 2**20:.1f} MiB free, less than the "
+                        f"{need / 2**20:g} MiB needed (CONVERTER_MIN_FREE_MB="
+                        f"{self.min_free_bytes // 2**20}): free space there, or give "
+                        "CONVERTER_DATA_DIR a larger volume")
         return ""
 
     def check(self) -> None:
