@@ -1,4 +1,4 @@
-"""A full data directory: 507 insufficient_storage (retryable), never 422, never a half-written file.
+"""A full data directory: 507 insufficient_storage (retryable), never 422, never a partial file.
 
 CONVERTER_DATA_DIR is a small tmpfs the test mounts, so "full" is a real file system
 that is really full; it is unmounted in teardown whatever happened.
