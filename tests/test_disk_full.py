@@ -40,11 +40,15 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False, capture_output=True)
 
 
-def _on(app: ServedApp, data: Path) -> None:
-    """Start app with its data on the tmpfs and its log beside it (a log must not fill it)."""
+def _served_on(serve: type[ServedApp], mount: Path, min_free_mb: int) -> ServedApp:
+    """A one-instance service with its data on the tmpfs (its log beside it: a log must
+    not fill the disk under test)."""
+    data = mount / "data"
+    app = serve(env={"CONVERTER_DATA_DIR": str(data),
+                     "CONVERTER_MIN_FREE_MB": str(min_free_mb)}, workers=1)
     app.log_path.parent.mkdir(parents=True, exist_ok=True)
     app.data_dir = data  # where its LibreOffice processes are recognised from
-    app.start()
+    return app.start()
 
 
 def _fill(mount: Path, leave: int) -> None:
@@ -83,10 +87,8 @@ def _half_written(data_dir: Path) -> list[str]:
 def test_below_min_free_refuses_uploads_and_conversions_and_recovers(
         serve: type[ServedApp], tmpfs: Path, corpus: Path, tmp_path: Path) -> None:
     """Below CONVERTER_MIN_FREE_MB: 507 + /readyz not ready; space freed: everything works."""
-    data = tmpfs / "data"
-    app = serve(env={"CONVERTER_DATA_DIR": str(data), "CONVERTER_MIN_FREE_MB": "8"},
-                workers=1)
-    _on(app, data)
+    app = _served_on(serve, tmpfs, min_free_mb=8)
+    data = app.data_dir
     sample = corpus / "docx/SampleDoc.docx"
     cached = app.upload_ok(sample)["id"]
     assert app.convert(cached, "pdf").status_code == 200
@@ -117,11 +119,9 @@ def test_below_min_free_refuses_uploads_and_conversions_and_recovers(
 def test_enospc_in_the_middle_of_a_write_is_507(
         serve: type[ServedApp], tmpfs: Path, corpus: Path, tmp_path: Path) -> None:
     """Real ENOSPC while an upload is spooled, and while LibreOffice converts: 507, not 422."""
-    data = tmpfs / "data"
     # 0: nothing is refused in advance, so every write below really runs out of space.
-    app = serve(env={"CONVERTER_DATA_DIR": str(data), "CONVERTER_MIN_FREE_MB": "0"},
-                workers=1)
-    _on(app, data)
+    app = _served_on(serve, tmpfs, min_free_mb=0)
+    data = app.data_dir
     sample = corpus / "docx/SampleDoc.docx"
     file_id = app.upload_ok(sample)["id"]
 
