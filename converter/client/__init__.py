@@ -36,9 +36,9 @@ from converter.client.transport import RetryPolicy
 
 __all__ = [
     "ApiError", "Client", "ClientError", "Conflict", "Forbidden", "IdempotencyKeyInUse",
-    "InsufficientStorage", "InvalidRequest", "MethodNotAllowed", "NotFound", "OneShot", "Overloaded",
-    "PasswordIncorrect", "PasswordRequired",
-    "PayloadTooLarge", "RateLimitExceeded", "RetryPolicy", "RunFailed", "ServerError",
-    "ServiceUnreachable", "StorageUnavailable", "Unauthorized", "Unavailable", "UnprocessableDocument",
+    "InsufficientStorage", "InvalidRequest", "MethodNotAllowed", "NotFound", "OneShot",
+    "Overloaded", "PasswordIncorrect", "PasswordRequired", "PayloadTooLarge",
+    "RateLimitExceeded", "RetryPolicy", "RunFailed", "ServerError", "ServiceUnreachable",
+    "StorageUnavailable", "Unauthorized", "Unavailable", "UnprocessableDocument",
     "UpstreamError", "WaitTimeout", "new_idempotency_key",
 ]
