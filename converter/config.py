@@ -136,6 +136,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_upload_mb", _positive_int, "100", "Largest accepted upload, in MiB."),
     Setting("max_uncompressed_mb", _positive_int, "1024", "Largest total a zip-based document may declare when unpacked (zip-bomb guard), in MiB."),
     Setting("workers", _workers, "auto", "LibreOffice instances in the engine pool; auto means one per CPU this process may use (its CPU affinity, capped by the cgroup CPU limit of a container, cpu.max)."),
+    Setting("min_free_mb", _non_negative_int, "256", "Free space (MiB) the data and engine scratch file systems must keep: below it uploads and conversions are refused with 507 insufficient_storage and /readyz reports not ready (0: only a write that runs out of space is refused)."),
     Setting("max_png_pages", _positive_int, "200", "Most pages one PNG request may draw (options.pages); more is refused with 400."),
     Setting("conversion_timeout", _positive_float, "120", "Seconds one conversion may take, queueing included."),
     Setting("queue_size", _non_negative_int, "32", "Conversions that may wait for a free instance before 503 overloaded."),
@@ -189,6 +190,7 @@ class Config:
     url_ttl: int
     max_upload_mb: int
     max_uncompressed_mb: int
+    min_free_mb: int
     workers: int
     max_png_pages: int
     conversion_timeout: float

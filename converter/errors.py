@@ -118,15 +118,39 @@ class UpstreamError(ConverterError):
         super().__init__(message, retryable=retryable, **details)
 
 
-class Overloaded(ConverterError):
-    """The engine's wait queue is full; the client should back off."""
+class RetryLater(ConverterError):
+    """A passing condition of the service itself: retryable, after Retry-After seconds."""
 
     status = 503
-    type = "overloaded"
 
     def __init__(self, message: str, retry_after: int = 1) -> None:
         super().__init__(message, retryable=True, retry_after=retry_after)
         self.headers["Retry-After"] = str(retry_after)
+
+
+class Overloaded(RetryLater):
+    """The engine's wait queue is full; the client should back off."""
+
+    type = "overloaded"
+
+
+class Unavailable(RetryLater):
+    """A dependency (the database) cannot be reached; the same request succeeds later."""
+
+    type = "unavailable"
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message, retry_after)
+
+
+class InsufficientStorage(RetryLater):
+    """The data or scratch file system is (nearly) full; retry once space is freed."""
+
+    status = 507
+    type = "insufficient_storage"
+
+    def __init__(self, message: str, retry_after: int = 30) -> None:
+        super().__init__(message, retry_after)
 
 
 class ConversionTimeout(UpstreamError):

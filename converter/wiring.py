@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from converter.config import Config
 from converter.datadir import prepare as prepare_data_dir
 from converter.db.engine import connect
+from converter.diskspace import DiskGuard
 from converter.matrix import Matrix
 from converter.matrix import load as load_matrix
 from converter.service.cleanup import build as build_cleanup
@@ -48,6 +49,7 @@ class Services:
     runs: RunService
     oneshot: OneShotService
     engine: Any
+    disk: DiskGuard
     extras: dict[str, Any] = field(default_factory=dict)
     _closed: threading.Event = field(default_factory=threading.Event)
 
@@ -74,9 +76,6 @@ def build(config: Config, engine: ConversionEngine | None = None,
     db = connect(config.sqlalchemy_url)
     storage = open_storage(config)
     signer = Signer(load_secret(config.secret_key, config.data_path))
-    intake = Intake(matrix, config.data_path / "tmp", config.max_upload_bytes,
-                    config.max_uncompressed_mb * 2**20)
-    files = FileService(db, storage, matrix, intake, config.file_retention)
     if engine is None:
         from converter.engine.pool import EnginePool
 
@@ -84,9 +83,14 @@ def build(config: Config, engine: ConversionEngine | None = None,
         if start_engine:
             pool.start(wait=False)
         engine = pool
+    scratch_root = getattr(engine, "scratch_root", config.data_path / "engine" / "scratch")
+    disk = DiskGuard([config.data_path, scratch_root], config.min_free_mb)
+    intake = Intake(matrix, config.data_path / "tmp", config.max_upload_bytes,
+                    config.max_uncompressed_mb * 2**20, disk)
+    files = FileService(db, storage, matrix, intake, config.file_retention)
     conversions = ConversionService(db, storage, matrix, engine, files, signer,
                                     config.url_ttl, config.conversion_timeout,
-                                    config.max_png_pages)
+                                    config.max_png_pages, disk)
     runs, extras = _build_runs(config, db, matrix, files, conversions)
     fetcher = UrlFetcher(WebhookPolicy(config.webhook_allow), config.url_fetch_timeout)
     oneshot = OneShotService(intake, files, conversions, storage, fetcher)
@@ -104,7 +108,7 @@ def build(config: Config, engine: ConversionEngine | None = None,
     return Services(config=config, db=db, storage=storage, matrix=matrix, keys=keys,
                     files=files, conversions=conversions,
                     limiter=RateLimiter(config.requests_per_minute), runs=runs,
-                    oneshot=oneshot, engine=engine, extras=extras)
+                    oneshot=oneshot, engine=engine, disk=disk, extras=extras)
 
 
 def _build_runs(config: Config, db: Engine, matrix: Matrix, files: FileService,

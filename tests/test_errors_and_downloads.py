@@ -233,6 +233,6 @@ def test_health_and_readiness(service: ServedApp) -> None:
     assert requests.get(f"{service.url}/healthz", timeout=10).json() == {"status": "ok"}
     ready = requests.get(f"{service.url}/readyz", timeout=10).json()
     assert ready == {"status": "ready",
-                     "checks": {"database": "ok", "storage": "ok", "engine": "ok"}}
+                     "checks": {"database": "ok", "storage": "ok", "disk": "ok", "engine": "ok"}}
 
 

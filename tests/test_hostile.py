@@ -376,19 +376,33 @@ def test_control_bare_unoserver_is_vulnerable(
 
 # Opens a document the way an interactive user who allows macros does: visible (not
 # Hidden) and with MacroExecutionMode ALWAYS_EXECUTE_NO_WARN (4). Run by Debian's
-# python3, which has LibreOffice's uno module.
+# python3, which has LibreOffice's uno module. The connection is retried (LibreOffice
+# may still be busy with another test's document when the UNO port is first tried),
+# and the interpreter leaves with os._exit: python3-uno can segfault (-11) tearing down
+# a live remote bridge at exit, after the work is done, which made this test flaky.
 MACRO_RUNNER = """
-import sys, uno
+import os, sys, time, uno
 from com.sun.star.beans import PropertyValue
+from com.sun.star.connection import NoConnectException
 local = uno.getComponentContext()
 resolver = local.ServiceManager.createInstanceWithContext(
     "com.sun.star.bridge.UnoUrlResolver", local)
-ctx = resolver.resolve(
-    f"uno:socket,host=127.0.0.1,port={sys.argv[1]};urp;StarOffice.ComponentContext")
+deadline = time.monotonic() + 60
+while True:
+    try:
+        ctx = resolver.resolve(
+            f"uno:socket,host=127.0.0.1,port={sys.argv[1]};urp;StarOffice.ComponentContext")
+        break
+    except NoConnectException:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.5)
 desktop = ctx.ServiceManager.createInstanceWithContext("com.sun.star.frame.Desktop", ctx)
 doc = desktop.loadComponentFromURL(uno.systemPathToFileUrl(sys.argv[2]), "_blank", 0,
                                    (PropertyValue(Name="MacroExecutionMode", Value=4),))
 doc.close(True)
+print("closed", flush=True)
+os._exit(0)
 """
 
 
@@ -401,5 +415,5 @@ def test_control_macro_document_runs_its_macro_when_allowed(
     path = hostile.write(hostile.attacks["odt-macro"])
     done = subprocess.run(["/usr/bin/python3", "-c", MACRO_RUNNER, str(bare_unoserver[1]),
                            str(path)], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0 and "closed" in done.stdout, (done.returncode, done.stderr)
     assert hostile.marker.read_text().strip() == "macro ran"

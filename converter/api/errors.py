@@ -8,8 +8,11 @@ import secrets
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from converter.db.outage import translate as translate_db_error
+from converter.diskspace import full_disk, no_space
 from converter.errors import ConverterError, PayloadTooLarge
 from converter.storage import ObjectMissing, StorageError
 
@@ -78,6 +81,8 @@ def _http_error(exc: HTTPException) -> Response:
 
 def _storage_error(exc: StorageError) -> Response:
     logger.error("storage failure on %s %s: %s", request.method, request.path, exc)
+    if no_space(exc):
+        return _converter_error(full_disk())
     return error_response(503, {"type": "storage_unavailable", "retryable": True,
                                 "message": "Artifact storage is unavailable; retry shortly"},
                           {"Retry-After": "5"})
@@ -89,7 +94,19 @@ def _object_missing(exc: ObjectMissing) -> Response:
                                 "message": "The stored document is missing; upload it again"})
 
 
+def _database_error(exc: SQLAlchemyError) -> Response:
+    translated = translate_db_error(exc)
+    if translated is None:
+        return _unexpected(exc)
+    logger.error("database failure on %s %s: %s", request.method, request.path,
+                 str(exc).splitlines()[0])
+    return _converter_error(translated)
+
+
 def _unexpected(exc: Exception) -> Response:
+    if no_space(exc):
+        logger.error("out of disk space on %s %s: %s", request.method, request.path, exc)
+        return _converter_error(full_disk())
     logger.exception("unhandled error on %s %s", request.method, request.path)
     return error_response(500, {"type": "internal_error",
                                 "message": "Internal error; quote the request_id when reporting"})
@@ -109,5 +126,6 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(ObjectMissing, _object_missing)
     app.register_error_handler(StorageError, _storage_error)
+    app.register_error_handler(SQLAlchemyError, _database_error)
     app.register_error_handler(Exception, _unexpected)
     app.after_request(_stamp)

@@ -21,7 +21,8 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    """Ready only when every engine instance answers and database and storage are reachable."""
+    """Ready only when every engine instance answers, database and storage are reachable
+    and the disk has CONVERTER_MIN_FREE_MB free."""
     svc = services()
     checks: dict[str, Any] = {}
     try:
@@ -35,6 +36,9 @@ def readyz() -> tuple[Response, int]:
         checks["storage"] = "ok"
     except Exception as exc:  # same: the probe's job is to describe, not to fail
         checks["storage"] = f"error: {exc}"
+    # Below CONVERTER_MIN_FREE_MB uploads and conversions are refused: not ready either.
+    short = svc.disk.shortage()
+    checks["disk"] = f"error: {short}" if short else "ok"
     stats = engine_stats()
     ready_instances = sum(1 for i in stats.get("instances", [])
                           if i["state"] in ("idle", "busy", "draining"))

@@ -13,6 +13,7 @@ from converter.client.errors import (
     Conflict,
     Forbidden,
     IdempotencyKeyInUse,
+    InsufficientStorage,
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
@@ -26,6 +27,7 @@ from converter.client.errors import (
     ServiceUnreachable,
     StorageUnavailable,
     Unauthorized,
+    Unavailable,
     UnprocessableDocument,
     UpstreamError,
     WaitTimeout,
@@ -34,9 +36,9 @@ from converter.client.transport import RetryPolicy
 
 __all__ = [
     "ApiError", "Client", "ClientError", "Conflict", "Forbidden", "IdempotencyKeyInUse",
-    "InvalidRequest", "MethodNotAllowed", "NotFound", "OneShot", "Overloaded",
-    "PasswordIncorrect", "PasswordRequired",
-    "PayloadTooLarge", "RateLimitExceeded", "RetryPolicy", "RunFailed", "ServerError",
-    "ServiceUnreachable", "StorageUnavailable", "Unauthorized", "UnprocessableDocument",
+    "InsufficientStorage", "InvalidRequest", "MethodNotAllowed", "NotFound", "OneShot",
+    "Overloaded", "PasswordIncorrect", "PasswordRequired", "PayloadTooLarge",
+    "RateLimitExceeded", "RetryPolicy", "RunFailed", "ServerError", "ServiceUnreachable",
+    "StorageUnavailable", "Unauthorized", "Unavailable", "UnprocessableDocument",
     "UpstreamError", "WaitTimeout", "new_idempotency_key",
 ]

@@ -134,6 +134,18 @@ class StorageUnavailable(ServerError):
     type_name = "storage_unavailable"
 
 
+class Unavailable(ServerError):
+    """503: the service's database cannot be reached; retry after ``retry_after``."""
+
+    type_name = "unavailable"
+
+
+class InsufficientStorage(ServerError):
+    """507: the service's disk is (nearly) full; nothing was stored, retry later."""
+
+    type_name = "insufficient_storage"
+
+
 class RunFailed(ClientError):
     """A run ended with status ``failed``; ``run`` is its last JSON."""
 
@@ -162,7 +174,7 @@ BY_TYPE: dict[str, type[ApiError]] = {c.type_name: c for c in _subclasses(ApiErr
 _BY_STATUS: dict[int, type[ApiError]] = {
     400: InvalidRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound,
     405: MethodNotAllowed, 409: Conflict, 413: PayloadTooLarge, 422: UnprocessableDocument,
-    429: RateLimitExceeded, 502: UpstreamError, 503: Overloaded,
+    429: RateLimitExceeded, 502: UpstreamError, 503: Overloaded, 507: InsufficientStorage,
 }
 
 

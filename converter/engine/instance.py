@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO
 
 from converter.engine.client import BridgeClient, EngineCallTimeout, EngineGone
+from converter.engine.ipc_sockets import bound_pipes, remove_pipes
 from converter.engine.profile import PROXY_ENV, write_profile
 
 logger = logging.getLogger("converter.engine")
@@ -162,6 +163,11 @@ class Instance:
         self.lock = threading.Lock()
         self.bridge_tail: deque[str] = deque(maxlen=5)
         self.warmed: dict[str, str] = {}  # sample format -> import filter, from warm-up
+        # This start's private temp directory, under the scratch root so a service killed
+        # before it could clean up has it removed with the scratch root at its next start.
+        self.tmp_dir = scratch_root / f"{self.name}-tmp"
+        # LibreOffice's IPC socket files, unlinked when the instance ends (see ipc_sockets).
+        self.pipes: set[Path] = set()
 
     @property
     def name(self) -> str:
@@ -174,7 +180,7 @@ class Instance:
         env["HOME"] = str(self.root)
         # A private temp directory: LibreOffice keeps working files there, and a sibling
         # instance starting up must not be able to disturb (or read) them.
-        env["TMPDIR"] = str(self.root / "tmp")
+        env["TMPDIR"] = str(self.tmp_dir)
         env["SAL_USE_VCLPLUGIN"] = "svp"
         # Noto fonts for Arabic, Hebrew, Devanagari and Thai ahead of DejaVu (see the file);
         # an operator's own FONTCONFIG_FILE wins.
@@ -203,9 +209,9 @@ class Instance:
         if self.template.exists():
             shutil.copytree(self.template, profile, symlinks=True)
         write_profile(profile)
-        tmp = self.root / "tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        self.tmp_dir = self.scratch_root / f"{self.name}-tmp-{self.generation + 1}"
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        self.tmp_dir.mkdir(parents=True)
         self.uno_port, self.rpc_port = free_port(), free_port()
         self.soffice = self._spawn_soffice(profile)
         self.bridge = subprocess.Popen(
@@ -246,6 +252,7 @@ class Instance:
             try:
                 assert self.client is not None
                 self.client.ping(timeout=1.0)
+                self._note_pipes()
                 break
             except (EngineGone, EngineCallTimeout):
                 time.sleep(0.05)
@@ -257,6 +264,13 @@ class Instance:
     def _respawn_soffice(self) -> None:
         profile = self.root / "profile"
         self.soffice = self._spawn_soffice(profile)
+
+    def _note_pipes(self) -> None:
+        # LibreOffice binds its IPC socket before it accepts UNO connections, so once the
+        # bridge answers the file exists; it is read now because a killed process has
+        # no /proc entry left to read it from.
+        if self.soffice is not None and self.soffice.poll() is None:
+            self.pipes |= bound_pipes(self.soffice.pid)
 
     def alive(self) -> bool:
         """Both processes are running."""
@@ -283,7 +297,8 @@ class Instance:
         return None
 
     def kill(self) -> None:
-        """Kill both processes and their children at once; LibreOffice state is disposable."""
+        """Kill both processes and their children at once, then remove what they leave behind."""
+        self._note_pipes()
         for proc in (self.bridge, self.soffice):
             if proc is None:
                 continue
@@ -297,3 +312,7 @@ class Instance:
                 logger.error("%s: pid %d did not die after SIGKILL", self.name, proc.pid)
         self.soffice = self.bridge = None
         self.state = State.DEAD
+        # Only after both are dead: a live LibreOffice would still be using them.
+        remove_pipes(self.pipes)
+        self.pipes.clear()
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)

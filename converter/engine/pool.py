@@ -154,12 +154,16 @@ class EnginePool:
         cmd = [first.soffice_path, "--headless", "--invisible", "--norestore", "--nologo",
                "--nolockcheck", f"-env:UserInstallation={self.template.as_uri()}",
                "--terminate_after_init"]
+        tmp = self.scratch_root / "template-tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
         try:
-            subprocess.run(cmd, env=first._env(), stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           timeout=60, check=False)
+            subprocess.run(cmd, env={**first._env(), "TMPDIR": str(tmp)},
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=60, check=False)
         except subprocess.TimeoutExpired:
             logger.warning("profile template initialisation timed out; instances start fresh")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         write_profile(self.template)
 
     def wait_ready(self, timeout: float) -> None:

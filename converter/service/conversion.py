@@ -21,9 +21,18 @@ from sqlalchemy import Engine, select
 from converter import metrics
 from converter.db.engine import utcnow
 from converter.db.schema import artifacts
+from converter.diskspace import DiskGuard
 from converter.engine.pool import EngineJob
 from converter.engine.scheduler import ANONYMOUS, Lane, Tenant
-from converter.errors import ConversionTimeout, ConverterError, NotFound, PasswordRequired
+from converter.errors import (
+    ConversionTimeout,
+    ConverterError,
+    NotFound,
+    PasswordIncorrect,
+    PasswordRequired,
+    UnprocessableDocument,
+    UpstreamError,
+)
 from converter.matrix import ExportPlan, Matrix
 from converter.service import decrypt, png_render
 from converter.service.artifact_index import (
@@ -40,7 +49,7 @@ from converter.service.principal import Principal
 from converter.service.production import Demand, Made, Producer, estimate_cost
 from converter.service.signing import Grant, Signer
 from converter.service.singleflight import SingleFlight
-from converter.storage import Storage
+from converter.storage import Storage, StorageError
 
 logger = logging.getLogger("converter.conversion")
 
@@ -115,8 +124,10 @@ class ConversionService:
 
     def __init__(self, db: Engine, storage: Storage, matrix: Matrix, engine: ConversionEngine,
                  files: FileService, signer: Signer, url_ttl: int, timeout: float,
-                 max_png_pages: int = 200) -> None:
+                 max_png_pages: int = 200, disk: DiskGuard | None = None) -> None:
         self.db = db
+        # No paths: nothing is refused in advance, only writes that run out of space.
+        self.disk = disk or DiskGuard((), 0)
         self.storage = storage
         self.matrix = matrix
         self.engine = engine
@@ -235,8 +246,18 @@ class ConversionService:
                         hashlib.sha256).hexdigest()
 
     def _make(self, subject: Subject, plan: ExportPlan, key: str, deadline: float) -> Artifact:
+        # Cache hits never get here: answering from artifacts already stored writes nothing.
+        self.disk.check()
         with self.engine.scratch() as scratch:
-            made = self._produce(subject, plan, scratch, deadline)
+            try:
+                made = self._produce(subject, plan, scratch, deadline)
+            except (UnprocessableDocument, PasswordIncorrect, UpstreamError, StorageError,
+                    OSError) as exc:
+                # LibreOffice reports a full disk as a failed export: a verdict on the
+                # document only if space was not what ran out. Asked while the scratch
+                # directory still holds whatever filled the disk.
+                self.disk.explain(exc)
+                raise
             if plan.target == "pdf" and not plan.options:
                 try:
                     self._learn_from_pdf(subject, made.path, plan.family)

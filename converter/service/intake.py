@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from converter.detect import Detection, check_extension, detect
+from converter.diskspace import DiskGuard, full_disk, no_space
 from converter.errors import InvalidRequest, PayloadTooLarge, UnprocessableDocument
 from converter.matrix import Matrix
 
@@ -49,8 +50,9 @@ class Intake:
     """Spools and vets incoming documents."""
 
     def __init__(self, matrix: Matrix, tmp_dir: Path, max_bytes: int,
-                 max_uncompressed: int) -> None:
+                 max_uncompressed: int, disk: DiskGuard) -> None:
         self.matrix = matrix
+        self.disk = disk
         self.tmp_dir = tmp_dir
         self.max_bytes = max_bytes
         self.max_uncompressed = max_uncompressed
@@ -58,9 +60,19 @@ class Intake:
 
     @contextmanager
     def spooled(self, field: str = "file") -> Iterator[IO[bytes]]:
-        """A temporary file to spool into; removed when the context ends."""
-        with tempfile.NamedTemporaryFile(dir=self.tmp_dir, prefix="upload-") as tmp:
-            yield tmp
+        """A temporary file to spool into; removed when the context ends.
+
+        Refused with 507 when disk space is short, and a write that runs out of space
+        while the file is in use (the spool itself, or storing what was spooled) is too.
+        """
+        self.disk.check()
+        try:
+            with tempfile.NamedTemporaryFile(dir=self.tmp_dir, prefix="upload-") as tmp:
+                yield tmp
+        except OSError as exc:
+            if no_space(exc):
+                raise full_disk() from exc
+            raise
 
     def spool(self, stream: IO[bytes], out: IO[bytes], field: str = "file") -> tuple[str, int]:
         """Copy stream to out in chunks; return (sha256, size); 413 past the limit."""

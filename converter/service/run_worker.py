@@ -27,12 +27,20 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, case, func, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from converter import metrics
 from converter.db.engine import process_tag, utcnow
+from converter.db.outage import is_transient, translate
 from converter.db.schema import files, runs
 from converter.engine.scheduler import Tenant
-from converter.errors import ConverterError, Overloaded, UpstreamError
+from converter.errors import (
+    ConverterError,
+    InsufficientStorage,
+    Overloaded,
+    Unavailable,
+    UpstreamError,
+)
 from converter.matrix import Matrix
 from converter.service import webhooks
 from converter.service.conversion import ConversionService
@@ -42,6 +50,10 @@ from converter.storage import ObjectMissing, StorageError
 logger = logging.getLogger("converter.runs")
 
 MAX_RETRY_DELAY = 300.0
+# How long a finished run's outcome keeps being offered to a database that is down;
+# past it the lease expires and the run is claimed and made again (from the cache).
+MAX_BOOKKEEPING_WAIT = 300.0
+_INTERNAL = "Internal error while converting; the run could not be completed"
 
 
 @dataclass(frozen=True)
@@ -245,10 +257,16 @@ class RunWorker:
         except ObjectMissing:
             self._fail(claim, row.webhook_url,
                        "The uploaded original is missing from storage; upload it again")
-        except (Overloaded, UpstreamError, StorageError) as exc:
-            message = exc.message if isinstance(exc, ConverterError) else (
-                f"Artifact storage failed: {exc}")
-            transient = isinstance(exc, StorageError) or bool(exc.details.get("retryable"))
+        except (Overloaded, UpstreamError, StorageError, InsufficientStorage, Unavailable,
+                SQLAlchemyError) as exc:
+            error = translate(exc) if isinstance(exc, SQLAlchemyError) else exc
+            if error is None:  # a database bug, not an outage: failed like any other bug
+                logger.exception("run %s failed unexpectedly", claim.run_id)
+                self._fail(claim, row.webhook_url, _INTERNAL)
+                return
+            message = error.message if isinstance(error, ConverterError) else (
+                f"Artifact storage failed: {error}")
+            transient = isinstance(error, StorageError) or bool(error.details.get("retryable"))
             if transient and claim.attempts < self.max_attempts:
                 self._retry(claim, message)
             elif transient:
@@ -260,8 +278,7 @@ class RunWorker:
             self._fail(claim, row.webhook_url, exc.message)
         except Exception:
             logger.exception("run %s failed unexpectedly", claim.run_id)
-            self._fail(claim, row.webhook_url,
-                       "Internal error while converting; the run could not be completed")
+            self._fail(claim, row.webhook_url, _INTERNAL)
         else:
             self._finish(claim, row.webhook_url, status="completed",
                          artifact_id=result.artifact.id, error=None)
@@ -270,24 +287,57 @@ class RunWorker:
         delay = min(MAX_RETRY_DELAY, self.retry_base * 2 ** (claim.attempts - 1))
         logger.warning("run %s attempt %d failed (%s); retrying in %.1fs", claim.run_id,
                        claim.attempts, message, delay)
-        with self.db.begin() as conn:
-            conn.execute(update(runs).where(_held(claim)).values(
-                status="pending", lease_owner=None, lease_expires_at=None,
-                not_before=utcnow() + timedelta(seconds=delay)))
+
+        def write() -> None:
+            with self.db.begin() as conn:
+                conn.execute(update(runs).where(_held(claim)).values(
+                    status="pending", lease_owner=None, lease_expires_at=None,
+                    not_before=utcnow() + timedelta(seconds=delay)))
+
+        self._persist(claim, write)
         metrics.RUNS.labels(status="pending").inc()
+
+    def _persist(self, claim: Claim, write: Callable[[], None]) -> None:
+        """Run a bookkeeping write, waiting out a database outage instead of losing it.
+
+        The lease is conditioned on its token, not on time: while nobody else claimed
+        the run (nobody could, with the database down) the late write still lands.
+        """
+        deadline = time.monotonic() + MAX_BOOKKEEPING_WAIT
+        pause = 0.5
+        while True:
+            try:
+                write()
+                return
+            except SQLAlchemyError as exc:
+                if not is_transient(exc) or time.monotonic() > deadline or self._stop.is_set():
+                    raise
+                logger.warning("run %s: database unavailable while recording it (%s); "
+                               "retrying in %.1fs", claim.run_id,
+                               str(exc).splitlines()[0], pause)
+            self._stop.wait(pause)
+            pause = min(pause * 2, 5.0)
 
     def _fail(self, claim: Claim, webhook_url: str | None, message: str) -> None:
         self._finish(claim, webhook_url, status="failed", artifact_id=None, error=message)
 
     def _finish(self, claim: Claim, webhook_url: str | None, status: str,
                 artifact_id: str | None, error: str | None) -> None:
-        with self.db.begin() as conn:
-            result = conn.execute(update(runs).where(_held(claim)).values(
-                status=status, artifact_id=artifact_id, error=error, completed_at=utcnow(),
-                lease_owner=None, lease_expires_at=None, not_before=None))
-            done = result.rowcount == 1
-            if done and webhook_url:
-                webhooks.schedule(conn, claim.run_id)
+        outcome: list[bool] = []
+
+        def write() -> None:
+            with self.db.begin() as conn:
+                result = conn.execute(update(runs).where(_held(claim)).values(
+                    status=status, artifact_id=artifact_id, error=error,
+                    completed_at=utcnow(), lease_owner=None, lease_expires_at=None,
+                    not_before=None))
+                done = result.rowcount == 1
+                if done and webhook_url:
+                    webhooks.schedule(conn, claim.run_id)
+            outcome.append(done)
+
+        self._persist(claim, write)
+        done = outcome[-1]
         if not done:
             logger.warning("run %s: lease lost before it finished; another worker owns it",
                            claim.run_id)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -40,38 +41,60 @@ def raw_client(endpoint: str) -> Any:
     )
 
 
-@pytest.fixture(scope="session")
-def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A moto S3 server subprocess with BUCKET created; fails, never skips, if it won't start."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("moto") / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **CREDENTIALS},
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
+class MotoServer:
+    """moto's S3 server as a subprocess on a fixed port: killed and started again at will."""
+
+    def __init__(self, log: Path, port: int | None = None) -> None:
+        self.port = port or _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the server (an empty one: moto keeps nothing across restarts) with BUCKET."""
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **CREDENTIALS})
+        deadline = time.monotonic() + timeout
         while True:
-            if proc.poll() is not None:
-                pytest.fail(f"moto server exited with {proc.returncode}:\n{log.read_text()}")
+            if self.proc.poll() is not None:
+                pytest.fail(f"moto server exited with {self.proc.returncode}:\n"
+                            f"{self.log.read_text()}")
             try:
-                if requests.get(url, timeout=5).status_code == 200:
+                if requests.get(self.url, timeout=5).status_code == 200:
                     break
             except (requests.ConnectionError, requests.Timeout):
                 pass  # still starting: the first request also waits for moto's lazy imports
             if time.monotonic() > deadline:
-                pytest.fail(f"moto server did not answer on {url} in 30s:\n{log.read_text()}")
+                pytest.fail(f"moto server did not answer on {self.url} in {timeout:g}s:\n"
+                            f"{self.log.read_text()}")
             time.sleep(0.1)
-        raw_client(url).create_bucket(Bucket=BUCKET)
-        yield url
-    finally:
-        proc.terminate()
+        raw_client(self.url).create_bucket(Bucket=BUCKET)
+
+    def kill(self) -> None:
+        """SIGKILL the server: storage vanishes, with whatever it held."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        """Terminate the server (killed if it does not stop in 10 s)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
         try:
-            proc.wait(timeout=10)
+            self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            self.kill()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A moto S3 server subprocess with BUCKET created; fails, never skips, if it won't start."""
+    server = MotoServer(tmp_path_factory.mktemp("moto") / "server.log")
+    try:
+        server.start()
+        yield server.url
+    finally:
+        server.stop()
