@@ -76,6 +76,10 @@ def build(config: Config, engine: ConversionEngine | None = None,
     intake = Intake(matrix, config.data_path / "tmp", config.max_upload_bytes,
                     config.max_uncompressed_mb * 2**20)
     files = FileService(db, storage, matrix, intake)
+    if engine is None and config.engine_url:
+        from converter.engine.remote import RemoteEngine
+
+        engine = RemoteEngine(config.engine_url, config.data_path / "tmp")
     if engine is None:
         from converter.engine.pool import EnginePool
 
