@@ -74,6 +74,13 @@ def _workers(raw: str) -> int:
     return _positive_int(raw)
 
 
+def _engine_url(raw: str) -> str:
+    if raw and not raw.startswith(("unix://", "http://")):
+        raise ValueError("must be unix:///path/to/engine.sock or http://host:port "
+                         "(a `converter engine` process), or empty to start one")
+    return raw.rstrip("/")
+
+
 def _storage(raw: str) -> str:
     if raw not in ("local", "s3"):
         raise ValueError("must be 'local' or 's3'")
@@ -149,6 +156,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("soffice", _text, "", "Path to soffice.bin; empty means the Debian location or the one on PATH."),
     Setting("engine_python", _text, "", "Python that can import uno and runs the engine bridge; empty means this one if it can, else /usr/bin/python3."),
     Setting("http_threads", _positive_int, "64", "Threads of the gunicorn worker that serve HTTP requests."),
+    Setting("engine_url", _engine_url, "", "Where HTTP workers send conversions: a `converter engine` at unix:///path.sock or http://host:port; empty means the pool runs inside the HTTP worker."),
     Setting("bootstrap_key", _text, "", "API key to create on first start (sk_live_...) instead of a random one."),
     Setting("runs_per_hour", _positive_int, "30", "POST /v1/runs requests per API key per hour."),
     Setting("runs_window_seconds", _positive_int, "3600", "Length of the window CONVERTER_RUNS_PER_HOUR counts runs in, in seconds (shorten only for tests)."),
@@ -204,6 +212,7 @@ class Config:
     soffice: str
     engine_python: str
     http_threads: int
+    engine_url: str
     bootstrap_key: str
     runs_per_hour: int
     runs_window_seconds: int

@@ -76,6 +76,10 @@ def build(config: Config, engine: ConversionEngine | None = None,
     db = connect(config.sqlalchemy_url)
     storage = open_storage(config)
     signer = Signer(load_secret(config.secret_key, config.data_path))
+    if engine is None and config.engine_url:
+        from converter.engine.remote import RemoteEngine
+
+        engine = RemoteEngine(config.engine_url, config.data_path / "tmp")
     if engine is None:
         from converter.engine.pool import EnginePool
 

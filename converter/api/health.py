@@ -42,7 +42,7 @@ def readyz() -> tuple[Response, int]:
     stats = engine_stats()
     ready_instances = sum(1 for i in stats.get("instances", [])
                           if i["state"] in ("idle", "busy", "draining"))
-    checks["engine"] = "ok" if stats.get("ready") else (
+    checks["engine"] = "ok" if stats.get("ready") else stats.get("error") or (
         f"starting: {ready_instances}/{stats.get('size', 0)} instances ready")
     ok = all(v == "ok" for v in checks.values())
     return jsonify({"status": "ready" if ok else "not_ready", "checks": checks}), (

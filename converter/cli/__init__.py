@@ -1,4 +1,4 @@
-"""Command line: ``converter serve|keys|gc`` on the server host, ``convert|runs`` as a client.
+"""Command line: ``converter serve|engine|keys|gc`` on the server host, ``convert|runs`` as a client.
 
 Exit codes (documented in the README, stable for scripts): 0 success, 2 usage,
 3 request refused (4xx), 4 conversion or server failure (5xx, failed run, wait
@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from converter.cli import convert, gc, runs, server
+from converter.cli import convert, engine, gc, runs, server
 from converter.cli.common import FAILED, REFUSED, UNREACHABLE, USAGE, UsageError
 from converter.client.errors import ApiError, RunFailed, ServiceUnreachable, WaitTimeout
 from converter.errors import ConfigError
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     server.add_parsers(sub)
     gc.add_parser(sub)
+    engine.add_parser(sub)
     convert.add_parser(sub)
     runs.add_parser(sub)
     return parser

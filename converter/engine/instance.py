@@ -99,7 +99,8 @@ def free_port() -> int:
         return port
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """Between fork and exec: ask the kernel to kill this child when its parent thread dies."""
     # Runs in the child between fork and exec: if the service is killed -9, the
     # kernel kills LibreOffice too, so no orphan keeps running.
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -196,7 +197,7 @@ class Instance:
                "--nolockcheck", f"-env:UserInstallation={profile.as_uri()}", f"--accept={accept}"]
         return subprocess.Popen(cmd, env=self._env(), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True, preexec_fn=_die_with_parent)
+                                start_new_session=True, preexec_fn=die_with_parent)
 
     def spawn(self) -> None:
         """Start both processes from the spawner thread (see Spawner)."""
@@ -219,7 +220,7 @@ class Instance:
              "--rpc-port", str(self.rpc_port), "--scratch-root", str(self.scratch_root),
              "--warmup-dir", str(self.root / "warmup")],
             env=self._env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
+            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent)
         # The bridge runs under LibreOffice's Python; its lines join this process's logs
         # so they get the same format (and the same destination) as everything else.
         self.bridge_tail.clear()
