@@ -1,4 +1,5 @@
-"""Command line: ``converter serve|engine|keys|gc`` on the server host, ``convert|runs`` as a client.
+"""Command line: ``converter serve|engine|keys|gc`` on the server host; ``convert|runs``
+as a client.
 
 Exit codes (documented in the README, stable for scripts): 0 success, 2 usage,
 3 request refused (4xx), 4 conversion or server failure (5xx, failed run, wait
