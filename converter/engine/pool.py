@@ -8,7 +8,6 @@ classified here: a document LibreOffice cannot open is the client's problem
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import math
@@ -16,10 +15,9 @@ import shutil
 import subprocess
 import threading
 import time
-import uuid
 import xmlrpc.client
 from collections import Counter
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +40,7 @@ from converter.engine.instance import (
 )
 from converter.engine.profile import write_profile
 from converter.engine.scheduler import Full, Scheduler, Tenant, Ticket
+from converter.engine.scratch import scratch_dir
 from converter.errors import ConversionTimeout, Overloaded, UnprocessableDocument, UpstreamError
 
 logger = logging.getLogger("converter.engine")
@@ -259,15 +258,9 @@ class EnginePool:
         return rss
 
     # ----------------------------------------------------------------- conversions
-    @contextlib.contextmanager
-    def scratch(self) -> Iterator[Path]:
+    def scratch(self) -> AbstractContextManager[Path]:
         """A private directory for one conversion, always removed afterwards."""
-        path = self.scratch_root / uuid.uuid4().hex
-        path.mkdir(parents=True)
-        try:
-            yield path
-        finally:
-            shutil.rmtree(path, ignore_errors=True)
+        return scratch_dir(self.scratch_root)
 
     @property
     def waiting(self) -> int:

@@ -9,20 +9,18 @@ caught by that is sent once more when the engine is back, within its deadline.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import logging
-import shutil
 import socket
 import threading
 import time
-import uuid
 import xmlrpc.client
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from converter.engine.pool import EngineJob
+from converter.engine.scratch import scratch_dir
 from converter.engine.wire import fault_to_error, job_to_wire
 from converter.errors import ConversionTimeout, ConverterError, UpstreamError
 
@@ -103,15 +101,9 @@ class RemoteEngine:
             proxy("close")()
 
     # ------------------------------------------------------------ ConversionEngine
-    @contextlib.contextmanager
-    def scratch(self) -> Iterator[Path]:
+    def scratch(self) -> AbstractContextManager[Path]:
         """A private directory of this worker's for one conversion, removed afterwards."""
-        path = self.scratch_root / uuid.uuid4().hex
-        path.mkdir(parents=True)
-        try:
-            yield path
-        finally:
-            shutil.rmtree(path, ignore_errors=True)
+        return scratch_dir(self.scratch_root)
 
     def convert(self, source: Path, target: Path, job: EngineJob, deadline: float) -> None:
         """Have the engine process convert source into target (and its siblings)."""
