@@ -10,12 +10,15 @@ from typing import Any
 from sqlalchemy import Engine
 
 from converter.config import Config
+from converter.connectors.crypto import CredentialBox
+from converter.connectors.registry import Settings as ConnectorSettings
 from converter.datadir import prepare as prepare_data_dir
 from converter.db.engine import connect
 from converter.diskspace import DiskGuard
 from converter.matrix import Matrix
 from converter.matrix import load as load_matrix
 from converter.service.cleanup import build as build_cleanup
+from converter.service.connectors import ConnectorService
 from converter.service.conversion import ConversionEngine, ConversionService
 from converter.service.files import FileService
 from converter.service.idempotency import IdempotencyStore
@@ -50,6 +53,7 @@ class Services:
     oneshot: OneShotService
     engine: Any
     disk: DiskGuard
+    connectors: ConnectorService
     extras: dict[str, Any] = field(default_factory=dict)
     _closed: threading.Event = field(default_factory=threading.Event)
 
@@ -75,7 +79,8 @@ def build(config: Config, engine: ConversionEngine | None = None,
     matrix = load_matrix()
     db = connect(config.sqlalchemy_url)
     storage = open_storage(config)
-    signer = Signer(load_secret(config.secret_key, config.data_path))
+    secret = load_secret(config.secret_key, config.data_path)
+    signer = Signer(secret)
     if engine is None and config.engine_url:
         from converter.engine.remote import RemoteEngine
 
@@ -99,6 +104,9 @@ def build(config: Config, engine: ConversionEngine | None = None,
     fetcher = UrlFetcher(WebhookPolicy(config.webhook_allow), config.url_fetch_timeout)
     oneshot = OneShotService(intake, files, conversions, storage, fetcher)
     keys = KeyStore(db, config.data_path)
+    connectors = ConnectorService(db, CredentialBox(secret), ConnectorSettings(
+        local_roots=config.local_connector_roots,
+        denial=WebhookPolicy(config.webhook_allow).denial))
     cleanup = build_cleanup(config, db, storage)
     cleanup.start()
     extras["cleanup"] = cleanup
@@ -112,7 +120,8 @@ def build(config: Config, engine: ConversionEngine | None = None,
     return Services(config=config, db=db, storage=storage, matrix=matrix, keys=keys,
                     files=files, conversions=conversions,
                     limiter=RateLimiter(config.requests_per_minute), runs=runs,
-                    oneshot=oneshot, engine=engine, disk=disk, extras=extras)
+                    oneshot=oneshot, engine=engine, disk=disk, connectors=connectors,
+                    extras=extras)
 
 
 def _build_runs(config: Config, db: Engine, matrix: Matrix, files: FileService,
