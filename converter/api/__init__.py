@@ -10,6 +10,7 @@ from converter.api import (
     docs,
     downloads,
     errors,
+    exports,
     files,
     formats,
     health,
@@ -23,6 +24,6 @@ def register(app: Flask) -> None:
     """Attach every blueprint and the error handlers."""
     errors.init_app(app)
     observe.init_app(app)
-    for module in (files, convert, formats, downloads, health, runs, connectors, web,
-                   docs):
+    for module in (files, convert, formats, downloads, health, runs, connectors, exports,
+                   web, docs):
         app.register_blueprint(module.bp)
