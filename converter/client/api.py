@@ -21,6 +21,7 @@ from urllib.parse import quote
 import requests
 
 from converter.client.body import Document, MultipartBody, Progress, Source
+from converter.client.destinations import DestinationsMixin
 from converter.client.errors import RunFailed, ServiceUnreachable, WaitTimeout
 from converter.client.transport import RetryPolicy, Transport
 
@@ -46,7 +47,7 @@ def new_idempotency_key() -> str:
     return str(uuid.uuid4())
 
 
-class Client:
+class Client(DestinationsMixin):
     """A connection to one converter service with one API key."""
 
     def __init__(self, url: str, api_key: str, *, timeout: float = 300.0,

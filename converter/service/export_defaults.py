@@ -66,6 +66,10 @@ class DefaultsStore:
         if "destination_connector_id" not in body:
             raise InvalidRequest("destination_connector_id is required (null clears the "
                                  "default)", field="destination_connector_id")
+        for name in ("destination_subpath", "on_conflict"):
+            if name in body and body[name] is None:
+                raise InvalidRequest(f"{name} must not be null; leave it out for the default",
+                                     field=name)
         connector_id = body["destination_connector_id"]
         if connector_id is not None and (not isinstance(connector_id, str)
                                          or not self.connector_exists(principal.workspace,

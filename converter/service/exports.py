@@ -84,6 +84,10 @@ def check_body(body: Any, allowed: tuple[str, ...] = _FIELDS) -> dict[str, Any]:
     if unknown:
         raise InvalidRequest(f"Unknown field {unknown[0]!r}; accepted fields: "
                              f"{', '.join(allowed)}", field=unknown[0])
+    nulls = sorted(name for name, value in body.items() if value is None)
+    if nulls:
+        raise InvalidRequest(f"{nulls[0]} must not be null; leave it out instead",
+                             field=nulls[0])
     if body.get("options") is not None and not isinstance(body["options"], dict):
         raise InvalidRequest("options must be a JSON object", field="options")
     if body.get("format") is not None and not isinstance(body["format"], str):
