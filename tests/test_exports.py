@@ -315,3 +315,41 @@ def test_list_by_status_and_cursor(app: ServedApp, doc: dict[str, Any]) -> None:
     assert [i for i in seen if i in ids] == list(reversed(ids))
     bad = app.request("GET", "/v1/exports", params={"status": "done"})
     assert bad.status_code == 400 and error_of(bad)["field"] == "status"
+
+
+def test_python_client_connectors_and_exports(app: ServedApp, roots: Path,
+                                              doc: dict[str, Any]) -> None:
+    """The client's methods drive the same routes, with typed errors."""
+    from converter.client import Client, ConnectorFailed, ExportFailed, NotFound
+
+    folder = roots / f"client-{secrets.token_hex(3)}"
+    folder.mkdir()
+    with Client(app.url, app.key) as client:
+        conn = client.create_connector("local", name="client",
+                                       config={"path": str(folder)})
+        assert client.get_connector(conn["id"]) == conn
+        assert conn["id"] in [c["id"] for c in client.list_connectors()]
+        assert client.test_connector(conn["id"])["ok"] is True
+        done = client.wait_export(client.create_export(
+            file_id=doc["id"], format="txt", destination_connector_id=conn["id"],
+            destination_subpath="c")["id"], timeout=300)
+        assert (folder / done["delivery"]["path"]).exists()
+        assert [e["path"] for e in client.browse(conn["id"], "c")] == ["c/SampleDoc.txt"]
+        assert done["id"] in [e["id"] for e in client.list_exports(status="completed")]
+        with pytest.raises(ExportFailed, match="already exists"):
+            client.wait_export(client.create_export(
+                file_id=doc["id"], format="txt", destination_connector_id=conn["id"],
+                destination_subpath="c", on_conflict="fail")["id"], timeout=300)
+        assert client.set_export_defaults(conn["id"], "d")["destination_subpath"] == "d"
+        assert client.get_export_defaults()["destination_connector_id"] == conn["id"]
+        client.set_export_defaults(None)
+        bad = client.create_connector("s3", config={
+            "bucket": "no-such-bucket-anywhere",
+            "endpoint_url": f"http://127.0.0.1:{free_port()}"},
+            credentials={"access_key_id": "AKIAXXXXXXXXXXXXXXXX",
+                         "secret_access_key": "y" * 30})
+        with pytest.raises(ConnectorFailed):
+            client.test_connector(bad["id"])
+        client.delete_connector(conn["id"])
+        with pytest.raises(NotFound):
+            client.get_connector(conn["id"])
