@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from converter.connectors.delivery import validate_on_conflict
 from converter.connectors.paths import normalize_subpath
@@ -80,13 +81,19 @@ class DefaultsStore:
         on_conflict = validate_on_conflict(body.get("on_conflict"))
         values = {"connector_id": connector_id, "subpath": subpath,
                   "on_conflict": on_conflict, "updated_at": utcnow()}
-        with self.db.begin() as conn:
-            if connector_id is None:
-                conn.execute(delete(export_defaults).where(
-                    export_defaults.c.workspace == principal.workspace))
-            elif conn.execute(update(export_defaults).where(
-                    export_defaults.c.workspace == principal.workspace)
-                    .values(**values)).rowcount == 0:
-                conn.execute(insert(export_defaults).values(workspace=principal.workspace,
-                                                            **values))
+        mine = export_defaults.c.workspace == principal.workspace
+        if connector_id is None:
+            with self.db.begin() as conn:
+                conn.execute(delete(export_defaults).where(mine))
+            return self.render(principal)
+        try:
+            with self.db.begin() as conn:
+                if conn.execute(update(export_defaults).where(mine)
+                                .values(**values)).rowcount == 0:
+                    conn.execute(insert(export_defaults).values(
+                        workspace=principal.workspace, **values))
+        except IntegrityError:
+            # Another key of the workspace inserted it first: last writer wins, as an update.
+            with self.db.begin() as conn:
+                conn.execute(update(export_defaults).where(mine).values(**values))
         return self.render(principal)
