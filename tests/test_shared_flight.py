@@ -4,7 +4,9 @@ file on this host) and an S3 bucket (moto's server) convert identical requests o
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
+import signal
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -56,7 +58,16 @@ def replicas(request: pytest.FixtureRequest, tmp_path: Path,
         yield from _replicas(tmp_path, moto_endpoint, f"sqlite:///{tmp_path / 'shared.db'}")
 
 
-def _replicas(tmp_path: Path, moto_endpoint: str, database_url: str) -> Iterator[Replicas]:
+@pytest.fixture
+def short_lease_replicas(tmp_path: Path, moto_endpoint: str) -> Iterator[Replicas]:
+    """Replicas on PostgreSQL whose claims lapse 2 s after their last heartbeat."""
+    with fresh_database() as url:
+        yield from _replicas(tmp_path, moto_endpoint, url,
+                             {"CONVERTER_FLIGHT_LEASE_SECONDS": "2"})
+
+
+def _replicas(tmp_path: Path, moto_endpoint: str, database_url: str,
+              extra: dict[str, str] | None = None) -> Iterator[Replicas]:
     env = {
         "CONVERTER_DATABASE_URL": database_url,
         "CONVERTER_STORAGE": "s3",
@@ -67,6 +78,7 @@ def _replicas(tmp_path: Path, moto_endpoint: str, database_url: str) -> Iterator
         "CONVERTER_RUN_WORKERS": "0",
         "CONVERTER_CLEANUP_INTERVAL_SECONDS": "0",
         **CREDENTIALS,
+        **(extra or {}),
     }
     first = ServedApp(tmp_path / "a", env=env, workers=1)
     second = ServedApp(tmp_path / "b", env=env, workers=1)
@@ -164,3 +176,39 @@ def test_a_dead_leaders_claim_is_taken_over(replicas: Replicas, corpus: Path) ->
     assert replicas.engine_calls() == 2
     with replicas.db.connect() as conn:
         assert conn.execute(select(func.count()).select_from(conversion_claims)).scalar_one() == 0
+
+
+@pytest.mark.postgres
+def test_a_replica_frozen_mid_conversion_is_taken_over(short_lease_replicas: Replicas,
+                                                       corpus: Path) -> None:
+    """SIGSTOP the leading replica: the other waits out its lease, converts, and answers;
+    resumed, the first answers too, and both agree on one artifact."""
+    first, second = short_lease_replicas.apps
+    assert first.proc is not None
+    file_id = first.upload_ok(corpus / SLOW_DOC)["id"]
+    with ThreadPoolExecutor(1) as pool:
+        leading = pool.submit(first.convert, file_id, "pdf")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with short_lease_replicas.db.connect() as conn:
+                if conn.execute(select(conversion_claims.c.owner)).first() is not None:
+                    break
+            time.sleep(0.01)
+        os.killpg(first.proc.pid, signal.SIGSTOP)  # its heartbeat stops with it
+        try:
+            with short_lease_replicas.db.connect() as conn:
+                assert conn.execute(select(func.count()).select_from(conversion_claims)
+                                    ).scalar_one() == 1, "the first replica finished already"
+            taken = second.convert(file_id, "pdf")
+            assert taken.status_code == 200, taken.text
+            got = second.metrics()
+            assert got.get('converter_flight_claims_total{role="takeover"}') == 1
+            assert got["converter_engine_calls_total"] == 1
+        finally:
+            os.killpg(first.proc.pid, signal.SIGCONT)
+        resumed = leading.result(timeout=300)
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["size_bytes"] == taken.json()["size_bytes"]
+    with short_lease_replicas.db.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(artifacts)
+                            .where(artifacts.c.file_id == file_id)).scalar_one() == 1
