@@ -161,6 +161,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("runs_per_hour", _positive_int, "30", "POST /v1/runs requests per API key per hour."),
     Setting("runs_window_seconds", _positive_int, "3600", "Length of the window CONVERTER_RUNS_PER_HOUR counts runs in, in seconds (shorten only for tests)."),
     Setting("requests_per_minute", _positive_int, "600", "Requests per API key per minute on every other endpoint."),
+    Setting("flight_lease_seconds", _positive_float, "5", "Seconds a process's claim on a conversion in flight lasts unrenewed (its heartbeat renews it every quarter of that); once it lapses (the process died) an identical request waiting on another process or replica takes over."),
     Setting("run_workers", _non_negative_int, "2", "Threads per process that execute async runs."),
     Setting("run_lease_seconds", _positive_int, "60", "Seconds a claimed run stays leased before another worker may reclaim it."),
     Setting("run_max_attempts", _positive_int, "3", "Attempts at a run before it fails on transient engine errors."),
@@ -217,6 +218,7 @@ class Config:
     runs_per_hour: int
     runs_window_seconds: int
     requests_per_minute: int
+    flight_lease_seconds: float
     run_workers: int
     run_lease_seconds: int
     run_max_attempts: int

@@ -94,7 +94,7 @@ def build(config: Config, engine: ConversionEngine | None = None,
     files = FileService(db, storage, matrix, intake, config.file_retention)
     conversions = ConversionService(db, storage, matrix, engine, files, signer,
                                     config.url_ttl, config.conversion_timeout,
-                                    config.max_png_pages, disk)
+                                    config.max_png_pages, disk, config.flight_lease_seconds)
     runs, extras = _build_runs(config, db, matrix, files, conversions)
     fetcher = UrlFetcher(WebhookPolicy(config.webhook_allow), config.url_fetch_timeout)
     oneshot = OneShotService(intake, files, conversions, storage, fetcher)

@@ -24,14 +24,16 @@ CONVERT_ROUTE = "/v1/files/<file_id>/convert"
 @pytest.mark.engine
 def test_conversions_cache_http_and_runs_are_counted(service: ServedApp, corpus: Path) -> None:
     """Two converts (a miss, a hit), a corrupt document, a run and a stray path, in /metrics."""
+    # An owner of its own: other tests' uploads of these bytes are not in its content cache.
+    key = service.create_key("metrics", "counted-" + os.urandom(4).hex())
     before = service.scrape()
-    file_id = service.upload_ok(corpus / "docx/SampleDoc.docx")["id"]
-    assert service.convert(file_id, "pdf").json()["cached"] is False
-    assert service.convert(file_id, "pdf").json()["cached"] is True
-    bad_id = service.upload_ok(corpus / "bad/xlsx-corrupted.xlsx")["id"]
-    assert service.convert(bad_id, "pdf").status_code == 422
-    run_id = create_ok(service, file_id, "txt")
-    assert wait_run(service, run_id)["status"] == "completed"
+    file_id = service.upload_ok(corpus / "docx/SampleDoc.docx", key=key)["id"]
+    assert service.convert(file_id, "pdf", key=key).json()["cached"] is False
+    assert service.convert(file_id, "pdf", key=key).json()["cached"] is True
+    bad_id = service.upload_ok(corpus / "bad/xlsx-corrupted.xlsx", key=key)["id"]
+    assert service.convert(bad_id, "pdf", key=key).status_code == 422
+    run_id = create_ok(service, file_id, "txt", key=key)
+    assert wait_run(service, run_id, key=key)["status"] == "completed"
     assert requests.get(f"{service.url}/no/such/{file_id}", timeout=10).status_code == 404
     after = service.scrape()
 
