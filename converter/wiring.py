@@ -10,13 +10,20 @@ from typing import Any
 from sqlalchemy import Engine
 
 from converter.config import Config
+from converter.connectors.crypto import CredentialBox
+from converter.connectors.registry import Settings as ConnectorSettings
 from converter.datadir import prepare as prepare_data_dir
 from converter.db.engine import connect
 from converter.diskspace import DiskGuard
 from converter.matrix import Matrix
 from converter.matrix import load as load_matrix
 from converter.service.cleanup import build as build_cleanup
+from converter.service.connectors import ConnectorService
 from converter.service.conversion import ConversionEngine, ConversionService
+from converter.service.export_defaults import DefaultsStore
+from converter.service.export_items import Producer
+from converter.service.export_worker import ExportWorker
+from converter.service.exports import ExportService
 from converter.service.files import FileService
 from converter.service.idempotency import IdempotencyStore
 from converter.service.intake import Intake
@@ -50,6 +57,9 @@ class Services:
     oneshot: OneShotService
     engine: Any
     disk: DiskGuard
+    connectors: ConnectorService
+    exports: ExportService
+    export_defaults: DefaultsStore
     extras: dict[str, Any] = field(default_factory=dict)
     _closed: threading.Event = field(default_factory=threading.Event)
 
@@ -81,7 +91,8 @@ def build(config: Config, engine: ConversionEngine | None = None,
     matrix = load_matrix()
     db = connect(config.sqlalchemy_url)
     storage = open_storage(config)
-    signer = Signer(load_secret(config.secret_key, config.data_path))
+    secret = load_secret(config.secret_key, config.data_path)
+    signer = Signer(secret)
     if engine is None and config.engine_url:
         from converter.engine.remote import RemoteEngine
 
@@ -105,6 +116,12 @@ def build(config: Config, engine: ConversionEngine | None = None,
     fetcher = UrlFetcher(WebhookPolicy(config.webhook_allow), config.url_fetch_timeout)
     oneshot = OneShotService(intake, files, conversions, storage, fetcher)
     keys = KeyStore(db, config.data_path)
+    connectors = ConnectorService(db, CredentialBox(secret), ConnectorSettings(
+        local_roots=config.local_connector_roots,
+        denial=WebhookPolicy(config.webhook_allow).denial))
+    exports, defaults = _build_exports(config, db, storage, matrix, files, conversions,
+                                       connectors, extras)
+    runs.exports = exports
     cleanup = build_cleanup(config, db, storage)
     cleanup.start()
     extras["cleanup"] = cleanup
@@ -119,7 +136,8 @@ def build(config: Config, engine: ConversionEngine | None = None,
                     files=files, conversions=conversions,
                     limiter=RateLimiter(config.requests_per_minute,
                                         config.data_path / "ratelimit.db"), runs=runs,
-                    oneshot=oneshot, engine=engine, disk=disk, extras=extras)
+                    oneshot=oneshot, engine=engine, disk=disk, connectors=connectors,
+                    exports=exports, export_defaults=defaults, extras=extras)
 
 
 def _build_runs(config: Config, db: Engine, matrix: Matrix, files: FileService,
@@ -143,3 +161,23 @@ def _build_runs(config: Config, db: Engine, matrix: Matrix, files: FileService,
     worker.start()
     dispatcher.start()
     return runs, {"run_worker": worker, "webhooks": dispatcher}
+
+
+def _build_exports(config: Config, db: Engine, storage: Storage, matrix: Matrix,
+                   files: FileService, conversions: ConversionService,
+                   connectors: ConnectorService,
+                   extras: dict[str, Any]) -> tuple[ExportService, DefaultsStore]:
+    """The export service and its workers (started), woken by new exports and finished runs."""
+    defaults = DefaultsStore(db, connectors.exists)
+    exports = ExportService(db, files, conversions, matrix, connectors, IdempotencyStore(db),
+                            defaults)
+    producer = Producer(db, storage, conversions, matrix, connectors,
+                        config.connector_delivery_attempts, config.connector_backoff_seconds)
+    worker = ExportWorker(db, producer, config.data_path / "tmp" / "exports",
+                          config.run_workers, config.run_lease_seconds,
+                          config.run_max_attempts)
+    exports.on_created.append(worker.wake)
+    extras["run_worker"].on_finished.append(worker.wake)
+    worker.start()
+    extras["export_worker"] = worker
+    return exports, defaults

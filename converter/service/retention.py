@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Column, Engine, Row, Select, Table, delete, exists, func, or_, select
 
 from converter.db.engine import utcnow
-from converter.db.schema import content_artifacts, files, idempotency_keys, runs
+from converter.db.schema import content_artifacts, exports, files, idempotency_keys, runs
 from converter.service.files import remove_files
 from converter.service.sweep import Sweep
 from converter.storage import Storage
@@ -38,10 +38,10 @@ class RunRecords:
         return self.table.name
 
 
-# Runs and what is made from them. Exports (issue 10) join with one line,
-# RunRecords(exports, exports.c.completed_at), once their table exists; their
-# Idempotency-Key rows go with them when remember() is given the export's id.
-RUN_RECORDS: tuple[RunRecords, ...] = (RunRecords(runs, runs.c.completed_at),)
+# Runs and what is made from them; the Idempotency-Key rows of exports go with them
+# because remember() is given the export's id.
+RUN_RECORDS: tuple[RunRecords, ...] = (RunRecords(runs, runs.c.completed_at),
+                                       RunRecords(exports, exports.c.completed_at))
 
 
 def expire(db: Engine, storage: Storage, sweep: Sweep, file_retention: timedelta | None,
