@@ -81,6 +81,12 @@ RUNS = Counter("converter_runs", "Runs entering a status (pending when created o
 WEBHOOK_DELIVERIES = Counter("converter_webhook_deliveries", "Webhook delivery attempts by "
                              "outcome (delivered, retry, failed)", ["outcome"])
 
+# -- automations (watched folders)
+AUTOMATION_EVENTS = Counter("converter_automation_events", "Automation history events by kind: "
+                            "seen, converted, delivered, failed", ["kind"])
+AUTOMATION_LISTINGS = Counter("converter_automation_listings", "Listings of automation sources "
+                              "by outcome: ok, failed", ["outcome"])
+
 # -- retention and converter gc
 CLEANUP_PASSES = Counter("converter_cleanup_passes", "Cleanup passes (retention and gc) by "
                          "outcome: ok, failed, lease_lost", ["outcome"])

@@ -15,6 +15,9 @@ from converter.db.engine import connect
 from converter.diskspace import DiskGuard
 from converter.matrix import Matrix
 from converter.matrix import load as load_matrix
+from converter.service.automation_executor import Executor
+from converter.service.automation_poller import AutomationPoller
+from converter.service.automations import AutomationService, Connectors
 from converter.service.cleanup import build as build_cleanup
 from converter.service.conversion import ConversionEngine, ConversionService
 from converter.service.files import FileService
@@ -113,6 +116,17 @@ def build(config: Config, engine: ConversionEngine | None = None,
                     files=files, conversions=conversions,
                     limiter=RateLimiter(config.requests_per_minute), runs=runs,
                     oneshot=oneshot, engine=engine, disk=disk, extras=extras)
+
+
+def build_automations(config: Config, db: Engine, matrix: Matrix, oneshot: OneShotService,
+                      connectors: Connectors) -> dict[str, Any]:
+    """The automation service and its poller (started), as extras."""
+    executor = Executor(db, connectors, oneshot, config.run_max_attempts)
+    poller = AutomationPoller(db, connectors, executor, config.automation_poll_seconds,
+                              config.run_lease_seconds)
+    poller.start()
+    return {"automations": AutomationService(db, matrix, connectors),
+            "automation_poller": poller}
 
 
 def _build_runs(config: Config, db: Engine, matrix: Matrix, files: FileService,

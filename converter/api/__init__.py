@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from converter.api import (
+    automations,
     convert,
     docs,
     downloads,
@@ -22,5 +23,6 @@ def register(app: Flask) -> None:
     """Attach every blueprint and the error handlers."""
     errors.init_app(app)
     observe.init_app(app)
-    for module in (files, convert, formats, downloads, health, runs, web, docs):
+    for module in (files, convert, formats, downloads, health, runs, automations, web,
+                   docs):
         app.register_blueprint(module.bp)
