@@ -128,6 +128,15 @@ def _csv(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
+def _directories(raw: str) -> tuple[str, ...]:
+    # Commas or colons (as in PATH) both separate: either reads naturally in an env file.
+    parts = tuple(part.strip() for part in raw.replace(":", ",").split(",") if part.strip())
+    for part in parts:
+        if not os.path.isabs(part):
+            raise ValueError(f"{part!r} is not an absolute directory path")
+    return parts
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("host", _text, "127.0.0.1", "Interface the HTTP server binds to."),
     Setting("port", _positive_int, "8080", "Port the HTTP server listens on."),
@@ -175,6 +184,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cleanup_interval_seconds", _non_negative_float, "600", "Seconds between cleanup passes (retention and converter gc) on one replica at a time; 0 turns the loop off."),
     Setting("cleanup_batch_size", _positive_int, "500", "Rows or objects one cleanup step handles per database transaction."),
     Setting("orphan_grace_seconds", _positive_float, "3600", "Age under which an object without a row, or a scratch file, is never treated as garbage (a conversion may be about to commit it)."),
+    Setting("local_connector_roots", _directories, "", "Comma- or colon-separated absolute directories under which local connectors may read and write; empty means local connectors are refused."),
+    Setting("connector_delivery_attempts", _positive_int, "4", "Attempts at delivering an export to its connector before it fails (transient errors only)."),
+    Setting("connector_backoff_seconds", _non_negative_float, "2", "Delay before the second delivery attempt; each later one waits twice as long."),
     Setting("log_level", _text, "INFO", "Python logging level."),
     Setting("url", _url, "", "Client side: base URL of the service the converter CLI and Client.from_env() talk to (e.g. http://127.0.0.1:8080); the server ignores it."),
     Setting("api_key", _text, "", "Client side: API key the converter CLI and Client.from_env() send; the server ignores it."),
@@ -232,6 +244,9 @@ class Config:
     cleanup_interval_seconds: float
     cleanup_batch_size: int
     orphan_grace_seconds: float
+    local_connector_roots: tuple[str, ...]
+    connector_delivery_attempts: int
+    connector_backoff_seconds: float
     log_level: str
     url: str
     api_key: str

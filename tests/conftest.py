@@ -51,4 +51,4 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     summaries.write(terminalreporter)
 
 
-from tests.support.moto import moto_endpoint  # noqa: E402,F401 - a shared session fixture
+from tests.support.moto import moto_authenticated, moto_endpoint  # noqa: E402,F401 - shared fixtures
