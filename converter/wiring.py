@@ -121,7 +121,8 @@ def build(config: Config, engine: ConversionEngine | None = None,
 def build_automations(config: Config, db: Engine, matrix: Matrix, oneshot: OneShotService,
                       connectors: Connectors) -> dict[str, Any]:
     """The automation service and its poller (started), as extras."""
-    executor = Executor(db, connectors, oneshot, config.run_max_attempts)
+    executor = Executor(db, connectors, oneshot, config.run_max_attempts,
+                        config.connector_delivery_attempts)
     poller = AutomationPoller(db, connectors, executor, config.automation_poll_seconds,
                               config.run_lease_seconds)
     poller.start()

@@ -15,13 +15,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
+from converter.connectors.local import LocalProvider
 from converter.db.engine import connect
 from converter.db.schema import automation_claims, automation_events
 from converter.matrix import load as load_matrix
 from converter.service import automation_claims as claims
 from converter.service.automations import AutomationService
 from converter.service.principal import Principal
-from tests.support.dir_provider import DirConnectors, DirProvider
+from tests.support.local_connectors import LocalConnectors
 from tests.support.postgres import fresh_database
 
 WHO = Principal("key_test", "ws-claims", "alice")
@@ -42,16 +43,17 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def source(tmp_path: Path) -> DirProvider:
+def source(tmp_path: Path) -> LocalProvider:
     """The watched directory."""
-    return DirProvider(tmp_path / "in")
+    (tmp_path / "in").mkdir()
+    return LocalProvider(str(tmp_path / "in"), (str(tmp_path),))
 
 
 @pytest.fixture
 def automation_id(db: Engine, tmp_path: Path) -> str:
     """An automation of WHO's workspace watching tmp_path/in."""
-    connectors = DirConnectors(WHO.workspace, {"con_in": tmp_path / "in",
-                                               "con_out": tmp_path / "out"})
+    connectors = LocalConnectors(WHO.workspace, tmp_path, {"con_in": tmp_path / "in",
+                                                           "con_out": tmp_path / "out"})
     service = AutomationService(db, load_matrix(), connectors)
     return service.create(WHO, {"source_connector_id": "con_in", "formats": ["pdf"],
                                 "destination_connector_id": "con_out"}).id
@@ -69,7 +71,7 @@ def _seen_events(db: Engine) -> int:
             automation_events.c.kind == "seen")).scalar_one())
 
 
-def test_a_version_is_ready_only_when_two_listings_agree(db: Engine, source: DirProvider,
+def test_a_version_is_ready_only_when_two_listings_agree(db: Engine, source: LocalProvider,
                                                          automation_id: str) -> None:
     """A growing file keeps being re-seen; once unchanged across two listings it is ready."""
     stable = source.root / "stable.docx"
@@ -89,7 +91,7 @@ def test_a_version_is_ready_only_when_two_listings_agree(db: Engine, source: Dir
     assert _seen_events(db) == 3
 
 
-def test_listings_too_close_together_do_not_count_as_two(db: Engine, source: DirProvider,
+def test_listings_too_close_together_do_not_count_as_two(db: Engine, source: LocalProvider,
                                                          automation_id: str) -> None:
     """Another replica's listing a moment later is not a second, agreeing one."""
     (source.root / "a.docx").write_bytes(b"x" * 10)
@@ -98,7 +100,7 @@ def test_listings_too_close_together_do_not_count_as_two(db: Engine, source: Dir
     assert _statuses(db) == [("a.docx", "seen")]
 
 
-def test_one_claim_per_version_and_takeover_after_expiry(db: Engine, source: DirProvider,
+def test_one_claim_per_version_and_takeover_after_expiry(db: Engine, source: LocalProvider,
                                                          automation_id: str) -> None:
     """Only one token gets a ready version; an expired lease passes it on with its names."""
     (source.root / "a.docx").write_bytes(b"x" * 10)
@@ -120,7 +122,7 @@ def test_one_claim_per_version_and_takeover_after_expiry(db: Engine, source: Dir
     assert claims.claim_next(db, "token-3", 60) is None
 
 
-def test_release_makes_a_claim_ready_at_once(db: Engine, source: DirProvider,
+def test_release_makes_a_claim_ready_at_once(db: Engine, source: LocalProvider,
                                              automation_id: str) -> None:
     """A stopping process hands its claims back without waiting for their leases."""
     (source.root / "a.docx").write_bytes(b"x")
@@ -133,7 +135,7 @@ def test_release_makes_a_claim_ready_at_once(db: Engine, source: DirProvider,
     assert again is not None and again.id == held.id and again.attempts == 1
 
 
-def test_racing_claimers_take_each_version_once(db: Engine, source: DirProvider,
+def test_racing_claimers_take_each_version_once(db: Engine, source: LocalProvider,
                                                 automation_id: str) -> None:
     """Eight threads claiming 30 ready versions at once: every version exactly once."""
     for index in range(30):

@@ -22,7 +22,7 @@ from converter.service.automation_poller import AutomationPoller
 from converter.service.automations import AutomationService
 from converter.service.principal import Principal
 from converter.wiring import Services, build
-from tests.support.dir_provider import DirConnectors
+from tests.support.local_connectors import LocalConnectors
 
 pytestmark = pytest.mark.engine
 WHO = Principal("key_exec", "ws-exec", "alice")
@@ -81,7 +81,7 @@ def rig(services: Services, tmp_path: Path) -> Rig:
     inbox, outbox = tmp_path / "in", tmp_path / "out"
     inbox.mkdir()
     outbox.mkdir()
-    connectors = DirConnectors(WHO.workspace, {"con_in": inbox, "con_out": outbox})
+    connectors = LocalConnectors(WHO.workspace, tmp_path, {"con_in": inbox, "con_out": outbox})
     executor = Executor(services.db, connectors, services.oneshot, max_attempts=3)
     # stable_after is half the poll interval: 0 here, as the test lists on purpose.
     poller = AutomationPoller(services.db, connectors, executor, 0.0001, 60)
@@ -146,7 +146,7 @@ def test_an_existing_object_is_not_overwritten(rig: Rig, corpus: Path) -> None:
     shutil.copy(corpus / "odt/HelloWorld.odt", rig.inbox)
     rig.settle()
     assert (rig.outbox / "HelloWorld.pdf").read_bytes() == b"not ours"
-    assert (rig.outbox / "HelloWorld (2).pdf").read_bytes().startswith(b"%PDF-")
+    assert (rig.outbox / "HelloWorld (1).pdf").read_bytes().startswith(b"%PDF-")
 
 
 def test_unconvertible_files_fail_with_reasons(rig: Rig, corpus: Path) -> None:

@@ -18,6 +18,8 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from converter.connectors.base import Provider
+from converter.connectors.delivery import MAX_RENAMES, deliver
+from converter.connectors.paths import join, numbered, safe_name
 from converter.db.outage import translate
 from converter.db.schema import automations
 from converter.engine.scheduler import Tenant
@@ -53,12 +55,16 @@ def relative(automation: Automation, path: str) -> str:
     return path[len(base) + 1:] if base and path.startswith(base + "/") else path
 
 
-def proposed_name(automation: Automation, path: str, target: str, attempt: int = 1) -> str:
-    """Where the output of path in target goes: the same relative path, new extension."""
-    stem, _ext = posixpath.splitext(relative(automation, path))
-    if attempt > 1:
-        stem = f"{stem} ({attempt})"
-    return posixpath.join(automation.destination_subpath, f"{stem}.{target}")
+def proposed_name(automation: Automation, path: str, target: str, number: int = 0) -> str:
+    """Where the output of path in target goes: the same relative path, new extension.
+
+    number > 0 gives the alternatives "name (1).pdf", "name (2).pdf"... as the
+    connector layer's rename does.
+    """
+    folder, name = posixpath.split(relative(automation, path))
+    return join(join(automation.destination_subpath, folder) if folder
+                else automation.destination_subpath,
+                numbered(safe_name(name, target), number))
 
 
 def zip_name(name: str) -> str:
@@ -70,8 +76,10 @@ class Executor:
     """Carries out claims; every outcome is written only while the lease is ours."""
 
     def __init__(self, db: Engine, connectors: Connectors, oneshot: OneShotService,
-                 max_attempts: int, retry_base: float = 2.0) -> None:
+                 max_attempts: int, delivery_attempts: int = 4,
+                 retry_base: float = 2.0) -> None:
         self.db = db
+        self.delivery_attempts = delivery_attempts
         self.connectors = connectors
         self.oneshot = oneshot
         self.max_attempts = max_attempts
@@ -174,7 +182,9 @@ class Executor:
                 with self.oneshot.local_copy(result.artifact) as output:
                     # Overwrite, always: the name was chosen when the claim was first
                     # taken, so a delivery redone after a crash replaces its own object.
-                    delivered = destination.upload(output, name, overwrite=True)
+                    folder, filename = posixpath.split(name)
+                    delivered = deliver(destination, output, folder, filename, "overwrite",
+                                        attempts=self.delivery_attempts)
                 events.append(Event("delivered", claim.path, claim.version, target,
                                     destination=delivered.path))
         return Outcome(events, failed)
@@ -196,8 +206,8 @@ class Executor:
             if target in own:
                 names[target] = own[target]  # a new version replaces its previous output
                 continue
-            for attempt in range(1, 100):
-                name = proposed_name(automation, claim.path, target, attempt)
+            for number in range(MAX_RENAMES):
+                name = proposed_name(automation, claim.path, target, number)
                 # Another source's output, or an object the automation did not write.
                 if name not in taken and destination.stat(name) is None:
                     break

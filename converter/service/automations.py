@@ -16,13 +16,13 @@ from typing import Any, Protocol
 from sqlalchemy import Engine, delete, insert, select, update
 
 from converter.connectors.base import Provider
+from converter.connectors.paths import normalize_subpath
 from converter.db.engine import as_utc, next_seq, utcnow
 from converter.db.schema import automations
 from converter.errors import InvalidRequest, NotFound
 from converter.matrix import Matrix
 from converter.service.pagination import decode_cursor, encode_cursor
 from converter.service.principal import Principal
-from converter.service.subpaths import check_subpath
 
 FIELDS = ("source_connector_id", "source_path", "formats", "options",
           "destination_connector_id", "destination_subpath", "enabled", "after")
@@ -92,7 +92,7 @@ def check_after(raw: Any) -> str:
     if isinstance(raw, str) and raw in ("keep", "delete"):
         return raw
     if isinstance(raw, str) and raw.startswith("move:"):
-        target = check_subpath(raw[len("move:"):], "after")
+        target = normalize_subpath(raw[len("move:"):], "after")
         if not target:
             raise InvalidRequest("after: move:<path> needs a path to move sources under, "
                                  "such as move:done", field="after",
@@ -175,14 +175,14 @@ class AutomationService:
             "source_connector_id": self._connector(principal.workspace,
                                                    body.get("source_connector_id"),
                                                    "source_connector_id"),
-            "source_path": check_subpath(body.get("source_path"), "source_path"),
+            "source_path": normalize_subpath(body.get("source_path"), "source_path"),
             "formats": json.dumps(formats),
             "options": json.dumps(self._options(body.get("options"), formats),
                                   sort_keys=True),
             "destination_connector_id": self._connector(
                 principal.workspace, body.get("destination_connector_id"),
                 "destination_connector_id"),
-            "destination_subpath": check_subpath(body.get("destination_subpath"),
+            "destination_subpath": normalize_subpath(body.get("destination_subpath"),
                                                  "destination_subpath"),
             "enabled": enabled,
             "after": check_after(body.get("after")),
