@@ -93,7 +93,8 @@ CLEANUP_PASSES = Counter("converter_cleanup_passes", "Cleanup passes (retention 
 CLEANUP_ITEMS = Counter("converter_cleanup_items", "What cleanup passes deleted or repaired, "
                         "by kind (files, runs, content_artifacts, orphan_objects, "
                         "missing_artifacts, scratch, profiles, leases, abandoned_runs, "
-                        "idempotency_keys; missing_originals are found and logged)", ["kind"])
+                        "idempotency_keys, automation_events; missing_originals are found "
+                        "and logged)", ["kind"])
 CLEANUP_SECONDS = Histogram("converter_cleanup_duration_seconds", "Time one cleanup pass took",
                             buckets=_SLOW)
 CLEANUP_LAST_OK = Gauge("converter_cleanup_last_success_timestamp_seconds", "Unix time the "

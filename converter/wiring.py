@@ -13,6 +13,7 @@ from converter.config import Config
 from converter.datadir import prepare as prepare_data_dir
 from converter.db.engine import connect
 from converter.diskspace import DiskGuard
+from converter.errors import NotFound
 from converter.matrix import Matrix
 from converter.matrix import load as load_matrix
 from converter.service.automation_executor import Executor
@@ -102,6 +103,7 @@ def build(config: Config, engine: ConversionEngine | None = None,
     fetcher = UrlFetcher(WebhookPolicy(config.webhook_allow), config.url_fetch_timeout)
     oneshot = OneShotService(intake, files, conversions, storage, fetcher)
     keys = KeyStore(db, config.data_path)
+    extras.update(build_automations(config, db, matrix, oneshot, _NoConnectors()))
     cleanup = build_cleanup(config, db, storage)
     cleanup.start()
     extras["cleanup"] = cleanup
@@ -116,6 +118,14 @@ def build(config: Config, engine: ConversionEngine | None = None,
                     files=files, conversions=conversions,
                     limiter=RateLimiter(config.requests_per_minute), runs=runs,
                     oneshot=oneshot, engine=engine, disk=disk, extras=extras)
+
+
+class _NoConnectors:
+    """Until the connectors table exists (issue 10's connector API), no id names one."""
+
+    def provider(self, workspace: str, connector_id: str, field: str) -> Any:
+        """Always NotFound naming field."""
+        raise NotFound(f"No connector {connector_id!r} in this workspace", field=field)
 
 
 def build_automations(config: Config, db: Engine, matrix: Matrix, oneshot: OneShotService,

@@ -157,3 +157,24 @@ def test_racing_claimers_take_each_version_once(db: Engine, source: LocalProvide
     for thread in threads:
         thread.join(timeout=120)
     assert sorted(taken) == [f"f{index:02}.docx" for index in range(30)]
+
+
+def test_retention_expires_events_but_keeps_claims(db: Engine, source: LocalProvider,
+                                                   automation_id: str, tmp_path: Path) -> None:
+    """CONVERTER_RUN_RETENTION_DAYS removes old history; claims stay, so nothing is redone."""
+    from datetime import timedelta
+
+    from converter.service import retention
+    from converter.service.sweep import Sweep
+    from converter.storage import LocalStorage
+
+    (source.root / "a.docx").write_bytes(b"x")
+    claims.observe(db, automation_id, list(source.walk("")), 0.0)
+    time.sleep(0.05)
+    sweep = Sweep(batch=10)
+    retention.expire(db, LocalStorage(tmp_path / "objects"), sweep, None, timedelta(days=1))
+    assert _seen_events(db) == 1  # younger than a day
+    retention.expire(db, LocalStorage(tmp_path / "objects"), sweep, None,
+                     timedelta(milliseconds=10))
+    assert _seen_events(db) == 0 and sweep.counts["automation_events"] == 1
+    assert _statuses(db) == [("a.docx", "seen")]
