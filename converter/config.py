@@ -184,8 +184,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("requests_per_minute", _positive_int, "600", "Requests per API key per minute on every other endpoint."),
     Setting("flight_lease_seconds", _positive_float, "5", "Seconds a process's claim on a conversion in flight lasts unrenewed (its heartbeat renews it every quarter of that); once it lapses (the process died) an identical request waiting on another process or replica takes over."),
     Setting("run_workers", _non_negative_int, "2", "Threads per process that execute async runs."),
-    Setting("run_lease_seconds", _positive_int, "60", "Seconds a claimed run stays leased before another worker may reclaim it."),
+    Setting("run_lease_seconds", _positive_int, "60", "Seconds a claimed run (or automation claim) stays leased before another worker may reclaim it."),
     Setting("run_max_attempts", _positive_int, "3", "Attempts at a run before it fails on transient engine errors."),
+    Setting("automation_poll_seconds", _positive_float, "30", "Seconds between two listings of an automation's source (watched folder); a file is converted once two listings agree on it. Fractions are allowed."),
     Setting("webhook_allow", _csv, "", "Comma-separated CIDRs that webhook targets and URL imports may use despite the default deny list (loopback, private, link-local)."),
     Setting("url_fetch_timeout", _positive_float, "30", "Seconds a URL import may wait on one connect or read (the whole fetch may take ten times that)."),
     Setting("webhook_timeout", _positive_float, "10", "Seconds one webhook delivery may take."),
@@ -248,6 +249,7 @@ class Config:
     run_workers: int
     run_lease_seconds: int
     run_max_attempts: int
+    automation_poll_seconds: float
     webhook_allow: tuple[str, ...]
     url_fetch_timeout: float
     webhook_timeout: float

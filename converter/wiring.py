@@ -15,8 +15,12 @@ from converter.connectors.registry import Settings as ConnectorSettings
 from converter.datadir import prepare as prepare_data_dir
 from converter.db.engine import connect
 from converter.diskspace import DiskGuard
+from converter.errors import NotFound
 from converter.matrix import Matrix
 from converter.matrix import load as load_matrix
+from converter.service.automation_executor import Executor
+from converter.service.automation_poller import AutomationPoller
+from converter.service.automations import AutomationService, Connectors
 from converter.service.cleanup import build as build_cleanup
 from converter.service.connectors import ConnectorService
 from converter.service.conversion import ConversionEngine, ConversionService
@@ -122,6 +126,7 @@ def build(config: Config, engine: ConversionEngine | None = None,
     exports, defaults = _build_exports(config, db, storage, matrix, files, conversions,
                                        connectors, extras)
     runs.exports = exports
+    extras.update(build_automations(config, db, matrix, oneshot, connectors))
     cleanup = build_cleanup(config, db, storage)
     cleanup.start()
     extras["cleanup"] = cleanup
@@ -138,6 +143,18 @@ def build(config: Config, engine: ConversionEngine | None = None,
                                         config.data_path / "ratelimit.db"), runs=runs,
                     oneshot=oneshot, engine=engine, disk=disk, connectors=connectors,
                     exports=exports, export_defaults=defaults, extras=extras)
+
+
+def build_automations(config: Config, db: Engine, matrix: Matrix, oneshot: OneShotService,
+                      connectors: Connectors) -> dict[str, Any]:
+    """The automation service and its poller (started), as extras."""
+    executor = Executor(db, connectors, oneshot, config.run_max_attempts,
+                        config.connector_delivery_attempts)
+    poller = AutomationPoller(db, connectors, executor, config.automation_poll_seconds,
+                              config.run_lease_seconds)
+    poller.start()
+    return {"automations": AutomationService(db, matrix, connectors),
+            "automation_poller": poller}
 
 
 def _build_runs(config: Config, db: Engine, matrix: Matrix, files: FileService,

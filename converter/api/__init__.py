@@ -6,6 +6,7 @@ from flask import Flask
 
 from converter.api import (
     connectors,
+    automations,
     convert,
     docs,
     downloads,
@@ -25,5 +26,5 @@ def register(app: Flask) -> None:
     errors.init_app(app)
     observe.init_app(app)
     for module in (files, convert, formats, downloads, health, runs, connectors, exports,
-                   web, docs):
+                   automations, web, docs):
         app.register_blueprint(module.bp)

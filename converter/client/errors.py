@@ -154,6 +154,15 @@ class RunFailed(ClientError):
         self.run = run
 
 
+class ExportFailed(ClientError):
+    """An export ended with status ``failed``; ``export`` is its last JSON."""
+
+    def __init__(self, export: dict[str, Any]) -> None:
+        super().__init__(f"export {export.get('id')} failed: "
+                         f"{export.get('error') or 'no error given'}")
+        self.export = export
+
+
 class WaitTimeout(ClientError):
     """A run did not finish within the wait's timeout; ``run`` is its last JSON."""
 
