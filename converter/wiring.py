@@ -15,7 +15,6 @@ from converter.connectors.registry import Settings as ConnectorSettings
 from converter.datadir import prepare as prepare_data_dir
 from converter.db.engine import connect
 from converter.diskspace import DiskGuard
-from converter.errors import NotFound
 from converter.matrix import Matrix
 from converter.matrix import load as load_matrix
 from converter.service.automation_executor import Executor

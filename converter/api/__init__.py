@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Flask
 
 from converter.api import (
-    connectors,
     automations,
+    connectors,
     convert,
     docs,
     downloads,

@@ -21,8 +21,8 @@ from urllib.parse import quote
 import requests
 
 from converter.client.automations import AutomationsMixin
-from converter.client.destinations import DestinationsMixin
 from converter.client.body import Document, MultipartBody, Progress, Source
+from converter.client.destinations import DestinationsMixin
 from converter.client.errors import RunFailed, ServiceUnreachable, WaitTimeout
 from converter.client.transport import RetryPolicy, Transport
 
