@@ -17,6 +17,9 @@ from converter.db.engine import connect
 from converter.diskspace import DiskGuard
 from converter.matrix import Matrix
 from converter.matrix import load as load_matrix
+from converter.service.automation_executor import Executor
+from converter.service.automation_poller import AutomationPoller
+from converter.service.automations import AutomationService, Connectors
 from converter.service.cleanup import build as build_cleanup
 from converter.service.connectors import ConnectorService
 from converter.service.conversion import ConversionEngine, ConversionService
@@ -63,6 +66,12 @@ class Services:
     extras: dict[str, Any] = field(default_factory=dict)
     _closed: threading.Event = field(default_factory=threading.Event)
 
+    def begin_shutdown(self, deadline: float) -> None:
+        """SIGTERM: claim no more runs; those in progress may finish until deadline."""
+        worker = self.extras.get("run_worker")
+        if worker is not None:
+            worker.begin_drain(deadline)
+
     def close(self) -> None:
         """Stop background work and the engine; safe to call twice."""
         if self._closed.is_set():
@@ -105,7 +114,7 @@ def build(config: Config, engine: ConversionEngine | None = None,
     files = FileService(db, storage, matrix, intake, config.file_retention)
     conversions = ConversionService(db, storage, matrix, engine, files, signer,
                                     config.url_ttl, config.conversion_timeout,
-                                    config.max_png_pages, disk)
+                                    config.max_png_pages, disk, config.flight_lease_seconds)
     runs, extras = _build_runs(config, db, matrix, files, conversions)
     fetcher = UrlFetcher(WebhookPolicy(config.webhook_allow), config.url_fetch_timeout)
     oneshot = OneShotService(intake, files, conversions, storage, fetcher)
@@ -116,6 +125,7 @@ def build(config: Config, engine: ConversionEngine | None = None,
     exports, defaults = _build_exports(config, db, storage, matrix, files, conversions,
                                        connectors, extras)
     runs.exports = exports
+    extras.update(build_automations(config, db, matrix, oneshot, connectors))
     cleanup = build_cleanup(config, db, storage)
     cleanup.start()
     extras["cleanup"] = cleanup
@@ -128,9 +138,22 @@ def build(config: Config, engine: ConversionEngine | None = None,
         extras["revocations"] = listener
     return Services(config=config, db=db, storage=storage, matrix=matrix, keys=keys,
                     files=files, conversions=conversions,
-                    limiter=RateLimiter(config.requests_per_minute), runs=runs,
+                    limiter=RateLimiter(config.requests_per_minute,
+                                        config.data_path / "ratelimit.db"), runs=runs,
                     oneshot=oneshot, engine=engine, disk=disk, connectors=connectors,
                     exports=exports, export_defaults=defaults, extras=extras)
+
+
+def build_automations(config: Config, db: Engine, matrix: Matrix, oneshot: OneShotService,
+                      connectors: Connectors) -> dict[str, Any]:
+    """The automation service and its poller (started), as extras."""
+    executor = Executor(db, connectors, oneshot, config.run_max_attempts,
+                        config.connector_delivery_attempts)
+    poller = AutomationPoller(db, connectors, executor, config.automation_poll_seconds,
+                              config.run_lease_seconds)
+    poller.start()
+    return {"automations": AutomationService(db, matrix, connectors),
+            "automation_poller": poller}
 
 
 def _build_runs(config: Config, db: Engine, matrix: Matrix, files: FileService,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from converter.api import (
+    automations,
     connectors,
     convert,
     docs,
@@ -25,5 +26,5 @@ def register(app: Flask) -> None:
     errors.init_app(app)
     observe.init_app(app)
     for module in (files, convert, formats, downloads, health, runs, connectors, exports,
-                   web, docs):
+                   automations, web, docs):
         app.register_blueprint(module.bp)

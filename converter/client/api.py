@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import requests
 
+from converter.client.automations import AutomationsMixin
 from converter.client.body import Document, MultipartBody, Progress, Source
 from converter.client.destinations import DestinationsMixin
 from converter.client.errors import RunFailed, ServiceUnreachable, WaitTimeout
@@ -47,7 +48,7 @@ def new_idempotency_key() -> str:
     return str(uuid.uuid4())
 
 
-class Client(DestinationsMixin):
+class Client(AutomationsMixin, DestinationsMixin):
     """A connection to one converter service with one API key."""
 
     def __init__(self, url: str, api_key: str, *, timeout: float = 300.0,
@@ -84,6 +85,9 @@ class Client(DestinationsMixin):
         response = self.http.request(method, path, **kwargs)
         body: dict[str, Any] = response.json()
         return body
+
+    def _json_none(self, method: str, path: str) -> None:
+        self.http.request(method, path)
 
     def _creating(self, path: str, key: str | None, **kwargs: Any) -> dict[str, Any]:
         # One key for every attempt of this call: a retried POST is replayed, not repeated.

@@ -75,6 +75,9 @@ artifacts = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     # Which path made it: libreoffice, openpyxl (the xlsx CSV fast path) or pdf2image.
     Column("produced_by", String(16)),
+    # The same conversion keyed by the file's owner and bytes instead of its id, so a
+    # second upload of those bytes by that owner finds it (null: not content-cached).
+    Column("content_key", String(64)),
     UniqueConstraint("cache_key", name="uq_artifacts_cache_key"),
 )
 
@@ -95,6 +98,23 @@ content_artifacts = Table(
 )
 Index("ix_content_artifacts_workspace", content_artifacts.c.workspace)
 Index("ix_artifacts_file", artifacts.c.file_id)
+Index("ix_artifacts_content_key", artifacts.c.content_key)
+
+# Single-flight across processes and replicas: one row per conversion in flight, held
+# by its leader's token while ``expires_at`` is renewed. A leader that fails on the
+# document leaves the row ``failed`` with the error until ``expires_at``, so the
+# requests waiting for it (and repeats just after) get that answer without the engine.
+conversion_claims = Table(
+    "conversion_claims", metadata,
+    Column("cache_key", String(64), primary_key=True),
+    Column("owner", String(80), nullable=False),
+    Column("state", String(16), nullable=False),  # running | failed
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("error_type", String(64)),
+    Column("error_message", Text),
+    Column("error_details", Text),  # JSON object
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
 
 runs = Table(
     "runs", metadata,
@@ -229,3 +249,76 @@ export_defaults = Table(
     Column("on_conflict", String(16), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+# Watched folders (issue 10): a source connector path whose new or changed files are
+# converted and delivered to a destination connector. Visible to the whole workspace,
+# as connectors are.
+automations = Table(
+    "automations", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("workspace", String(200), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    # The key that created it: the engine's fair queue counts its conversions there.
+    Column("api_key_id", String(32), nullable=False),
+    Column("source_connector_id", String(40), nullable=False),
+    Column("source_path", Text, nullable=False),
+    Column("formats", Text, nullable=False),  # JSON list of targets
+    Column("options", Text, nullable=False),  # JSON object
+    Column("destination_connector_id", String(40), nullable=False),
+    Column("destination_subpath", Text, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("after", Text, nullable=False),  # keep, delete or move:<path>
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+)
+Index("ix_automations_workspace_seq", automations.c.workspace, automations.c.seq)
+
+# One row per (automation, source path, object version): the database is where
+# "exactly once per version" is decided, across restarts and replicas. A row starts
+# ``seen`` (first listing), becomes ``ready`` when a later listing agrees on the
+# version (the file is no longer being written), ``working`` under a lease token
+# while one worker converts and delivers it, then ``done`` or ``failed``.
+automation_claims = Table(
+    "automation_claims", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("automation_id", String(40), ForeignKey("automations.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("path", Text, nullable=False),
+    Column("version", String(300), nullable=False),
+    Column("size_bytes", BigInteger),
+    Column("status", String(16), nullable=False),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
+    Column("lease_owner", String(80)),
+    Column("lease_expires_at", DateTime(timezone=True)),
+    Column("not_before", DateTime(timezone=True)),
+    Column("attempts", Integer, nullable=False, default=0),
+    # JSON {format: destination path}, chosen when the claim is first taken and kept:
+    # a takeover after a crash overwrites that same object instead of adding a copy.
+    Column("destinations", Text),
+    Column("delivered_at", DateTime(timezone=True)),
+    Column("error", Text),
+    Column("completed_at", DateTime(timezone=True)),
+    UniqueConstraint("automation_id", "path", "version", name="uq_automation_claims_version"),
+)
+Index("ix_automation_claims_status", automation_claims.c.status,
+      automation_claims.c.lease_expires_at)
+Index("ix_automation_claims_path", automation_claims.c.automation_id, automation_claims.c.path)
+
+automation_events = Table(
+    "automation_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("automation_id", String(40), ForeignKey("automations.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("kind", String(16), nullable=False),  # seen, converted, delivered, failed
+    Column("path", Text, nullable=False),
+    Column("version", String(300), nullable=False),
+    Column("format", String(16)),
+    Column("destination", Text),
+    Column("reason", Text),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+)
+Index("ix_automation_events_automation_seq", automation_events.c.automation_id,
+      automation_events.c.seq)
+Index("ix_automation_events_at", automation_events.c.at)
