@@ -74,6 +74,16 @@ def _workers(raw: str) -> int:
     return _positive_int(raw)
 
 
+def _http_workers(raw: str) -> int:
+    if raw in ("", "auto"):
+        # Handlers mostly wait (on the engine, the database, storage), so a process's
+        # threads cover the waiting; processes are for the Python work in between, which
+        # the GIL keeps to one core per process. One per CPU, and never fewer than two, so
+        # a worker that dies or is being replaced never leaves the port without a server.
+        return max(2, available_cpus())
+    return _positive_int(raw)
+
+
 def _engine_url(raw: str) -> str:
     if raw and not raw.startswith(("unix://", "http://")):
         raise ValueError("must be unix:///path/to/engine.sock or http://host:port "
@@ -128,6 +138,15 @@ def _csv(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
+def _directories(raw: str) -> tuple[str, ...]:
+    # Commas or colons (as in PATH) both separate: either reads naturally in an env file.
+    parts = tuple(part.strip() for part in raw.replace(":", ",").split(",") if part.strip())
+    for part in parts:
+        if not os.path.isabs(part):
+            raise ValueError(f"{part!r} is not an absolute directory path")
+    return parts
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("host", _text, "127.0.0.1", "Interface the HTTP server binds to."),
     Setting("port", _positive_int, "8080", "Port the HTTP server listens on."),
@@ -155,16 +174,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_rss_mb", _positive_int, "1536", "LibreOffice resident memory (MiB) above which an instance is recycled."),
     Setting("soffice", _text, "", "Path to soffice.bin; empty means the Debian location or the one on PATH."),
     Setting("engine_python", _text, "", "Python that can import uno and runs the engine bridge; empty means this one if it can, else /usr/bin/python3."),
-    Setting("http_threads", _positive_int, "64", "Threads of the gunicorn worker that serve HTTP requests."),
-    Setting("engine_url", _engine_url, "", "Where HTTP workers send conversions: a `converter engine` at unix:///path.sock or http://host:port; empty means the pool runs inside the HTTP worker."),
+    Setting("http_workers", _http_workers, "auto", "gunicorn worker processes serving HTTP; auto means one per CPU, at least 2. They share one engine process."),
+    Setting("http_threads", _positive_int, "64", "Threads of each gunicorn worker that serve HTTP requests."),
+    Setting("engine_url", _engine_url, "", "Where HTTP workers send conversions: a `converter engine` at unix:///path.sock or http://host:port; empty means converter serve starts one on a Unix socket in CONVERTER_DATA_DIR."),
+    Setting("shutdown_grace", _non_negative_float, "30", "Seconds converter serve lets conversions and runs in flight finish after SIGTERM; runs still unfinished are handed back to the queue."),
     Setting("bootstrap_key", _text, "", "API key to create on first start (sk_live_...) instead of a random one."),
     Setting("runs_per_hour", _positive_int, "30", "POST /v1/runs requests per API key per hour."),
     Setting("runs_window_seconds", _positive_int, "3600", "Length of the window CONVERTER_RUNS_PER_HOUR counts runs in, in seconds (shorten only for tests)."),
     Setting("requests_per_minute", _positive_int, "600", "Requests per API key per minute on every other endpoint."),
     Setting("flight_lease_seconds", _positive_float, "5", "Seconds a process's claim on a conversion in flight lasts unrenewed (its heartbeat renews it every quarter of that); once it lapses (the process died) an identical request waiting on another process or replica takes over."),
     Setting("run_workers", _non_negative_int, "2", "Threads per process that execute async runs."),
-    Setting("run_lease_seconds", _positive_int, "60", "Seconds a claimed run stays leased before another worker may reclaim it."),
+    Setting("run_lease_seconds", _positive_int, "60", "Seconds a claimed run (or automation claim) stays leased before another worker may reclaim it."),
     Setting("run_max_attempts", _positive_int, "3", "Attempts at a run before it fails on transient engine errors."),
+    Setting("automation_poll_seconds", _positive_float, "30", "Seconds between two listings of an automation's source (watched folder); a file is converted once two listings agree on it. Fractions are allowed."),
     Setting("webhook_allow", _csv, "", "Comma-separated CIDRs that webhook targets and URL imports may use despite the default deny list (loopback, private, link-local)."),
     Setting("url_fetch_timeout", _positive_float, "30", "Seconds a URL import may wait on one connect or read (the whole fetch may take ten times that)."),
     Setting("webhook_timeout", _positive_float, "10", "Seconds one webhook delivery may take."),
@@ -175,6 +197,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cleanup_interval_seconds", _non_negative_float, "600", "Seconds between cleanup passes (retention and converter gc) on one replica at a time; 0 turns the loop off."),
     Setting("cleanup_batch_size", _positive_int, "500", "Rows or objects one cleanup step handles per database transaction."),
     Setting("orphan_grace_seconds", _positive_float, "3600", "Age under which an object without a row, or a scratch file, is never treated as garbage (a conversion may be about to commit it)."),
+    Setting("local_connector_roots", _directories, "", "Comma- or colon-separated absolute directories under which local connectors may read and write; empty means local connectors are refused."),
+    Setting("connector_delivery_attempts", _positive_int, "4", "Attempts at delivering an export to its connector before it fails (transient errors only)."),
+    Setting("connector_backoff_seconds", _non_negative_float, "2", "Delay before the second delivery attempt; each later one waits twice as long."),
     Setting("log_level", _text, "INFO", "Python logging level."),
     Setting("url", _url, "", "Client side: base URL of the service the converter CLI and Client.from_env() talk to (e.g. http://127.0.0.1:8080); the server ignores it."),
     Setting("api_key", _text, "", "Client side: API key the converter CLI and Client.from_env() send; the server ignores it."),
@@ -212,8 +237,10 @@ class Config:
     max_rss_mb: int
     soffice: str
     engine_python: str
+    http_workers: int
     http_threads: int
     engine_url: str
+    shutdown_grace: float
     bootstrap_key: str
     runs_per_hour: int
     runs_window_seconds: int
@@ -222,6 +249,7 @@ class Config:
     run_workers: int
     run_lease_seconds: int
     run_max_attempts: int
+    automation_poll_seconds: float
     webhook_allow: tuple[str, ...]
     url_fetch_timeout: float
     webhook_timeout: float
@@ -232,6 +260,9 @@ class Config:
     cleanup_interval_seconds: float
     cleanup_batch_size: int
     orphan_grace_seconds: float
+    local_connector_roots: tuple[str, ...]
+    connector_delivery_attempts: int
+    connector_backoff_seconds: float
     log_level: str
     url: str
     api_key: str

@@ -76,6 +76,12 @@ class Conflict(ConverterError):
     type = "conflict"
 
 
+class DestinationExists(Conflict):
+    """An export's target already holds an object and on_conflict is "fail"."""
+
+    type = "destination_exists"
+
+
 class IdempotencyKeyInUse(ConverterError):
     """An Idempotency-Key was reused with a different request body."""
 
@@ -157,6 +163,18 @@ class ConversionTimeout(UpstreamError):
     """The conversion outlived CONVERTER_CONVERSION_TIMEOUT; its instance was restarted."""
 
     type = "upstream_error"
+
+
+class ConnectorFailed(InvalidRequest):
+    """A connector's provider refused (bad credentials, no such bucket, no right to write)."""
+
+    type = "connector_failed"
+
+
+class ConnectorUnavailable(UpstreamError):
+    """A connector's provider could not be reached or failed transiently: retryable."""
+
+    type = "connector_unavailable"
 
 
 class ConfigError(Exception):

@@ -85,13 +85,20 @@ RUNS = Counter("converter_runs", "Runs entering a status (pending when created o
 WEBHOOK_DELIVERIES = Counter("converter_webhook_deliveries", "Webhook delivery attempts by "
                              "outcome (delivered, retry, failed)", ["outcome"])
 
+# -- automations (watched folders)
+AUTOMATION_EVENTS = Counter("converter_automation_events", "Automation history events by kind: "
+                            "seen, converted, delivered, failed", ["kind"])
+AUTOMATION_LISTINGS = Counter("converter_automation_listings", "Listings of automation sources "
+                              "by outcome: ok, failed", ["outcome"])
+
 # -- retention and converter gc
 CLEANUP_PASSES = Counter("converter_cleanup_passes", "Cleanup passes (retention and gc) by "
                          "outcome: ok, failed, lease_lost", ["outcome"])
 CLEANUP_ITEMS = Counter("converter_cleanup_items", "What cleanup passes deleted or repaired, "
                         "by kind (files, runs, content_artifacts, orphan_objects, "
                         "missing_artifacts, scratch, profiles, leases, abandoned_runs, "
-                        "idempotency_keys; missing_originals are found and logged)", ["kind"])
+                        "idempotency_keys, automation_events; missing_originals are found "
+                        "and logged)", ["kind"])
 CLEANUP_SECONDS = Histogram("converter_cleanup_duration_seconds", "Time one cleanup pass took",
                             buckets=_SLOW)
 CLEANUP_LAST_OK = Gauge("converter_cleanup_last_success_timestamp_seconds", "Unix time the "

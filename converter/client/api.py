@@ -20,7 +20,9 @@ from urllib.parse import quote
 
 import requests
 
+from converter.client.automations import AutomationsMixin
 from converter.client.body import Document, MultipartBody, Progress, Source
+from converter.client.destinations import DestinationsMixin
 from converter.client.errors import RunFailed, ServiceUnreachable, WaitTimeout
 from converter.client.transport import RetryPolicy, Transport
 
@@ -46,7 +48,7 @@ def new_idempotency_key() -> str:
     return str(uuid.uuid4())
 
 
-class Client:
+class Client(AutomationsMixin, DestinationsMixin):
     """A connection to one converter service with one API key."""
 
     def __init__(self, url: str, api_key: str, *, timeout: float = 300.0,
@@ -83,6 +85,9 @@ class Client:
         response = self.http.request(method, path, **kwargs)
         body: dict[str, Any] = response.json()
         return body
+
+    def _json_none(self, method: str, path: str) -> None:
+        self.http.request(method, path)
 
     def _creating(self, path: str, key: str | None, **kwargs: Any) -> dict[str, Any]:
         # One key for every attempt of this call: a retried POST is replayed, not repeated.

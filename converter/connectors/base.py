@@ -14,7 +14,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from converter.errors import InvalidRequest, UpstreamError
+# Re-exported: providers raise these, and callers catch them from here or errors.py.
+from converter.errors import ConnectorFailed, ConnectorUnavailable, DestinationExists
+
+__all__ = ["ConnectorFailed", "ConnectorUnavailable", "Delivered", "DestinationExists", "Entry",
+           "Provider"]
 
 
 @dataclass(frozen=True)
@@ -46,18 +50,6 @@ class Delivered:
     etag: str | None = None
 
 
-class ConnectorFailed(InvalidRequest):
-    """The provider refused (bad credentials, no such bucket, no right to write): 400."""
-
-    type = "connector_failed"
-
-
-class ConnectorUnavailable(UpstreamError):
-    """The provider could not be reached or failed transiently: retryable."""
-
-    type = "connector_unavailable"
-
-
 class Provider(Protocol):
     """A storage place behind a connector."""
 
@@ -82,7 +74,10 @@ class Provider(Protocol):
         ...
 
     def upload(self, source: Path, path: str, overwrite: bool) -> Delivered:
-        """Write source at path atomically; nothing partial is ever visible at path."""
+        """Write source at path atomically; nothing partial is ever visible at path.
+
+        With overwrite False an existing object at path raises DestinationExists.
+        """
         ...
 
     def delete(self, path: str) -> None:

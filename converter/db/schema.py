@@ -188,3 +188,137 @@ workspace_secrets = Table(
     Column("secret", String(128), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# Where files are exported to (and watched from). ``config`` is the provider's public
+# fields as JSON; ``credentials`` a Fernet token (converter.connectors.crypto) that only
+# the service can open; ``credential_hints`` the last 4 characters of each, as shown.
+connectors = Table(
+    "connectors", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("workspace", String(200), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("provider", String(16), nullable=False),
+    Column("config", Text, nullable=False),
+    Column("credentials", Text),
+    Column("credential_hints", Text, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+)
+Index("ix_connectors_workspace_seq", connectors.c.workspace, connectors.c.seq)
+
+# Exports: a conversion of a run's output or a file (or several, bundled), delivered to
+# a connector and/or offered for download. Processed in the background under a lease,
+# like runs (converter.service.export_worker).
+exports = Table(
+    "exports", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("api_key_id", String(32), nullable=False),
+    Column("workspace", String(200), nullable=False),
+    Column("owner", String(200), nullable=False),
+    Column("scope", String(16), nullable=False),
+    Column("sources", Text, nullable=False),  # JSON list of {"run_id"} / {"file_id"}
+    Column("bundle", String(8), nullable=False),
+    Column("format", String(16), nullable=False),
+    Column("options", Text, nullable=False),
+    Column("connector_id", String(40)),
+    Column("subpath", Text, nullable=False),
+    Column("on_conflict", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("error", Text),
+    Column("result", Text),  # JSON: artifacts to download and what was delivered where
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("lease_owner", String(80)),
+    Column("lease_expires_at", DateTime(timezone=True)),
+    Column("not_before", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("completed_at", DateTime(timezone=True)),
+    Column("seq", BigInteger, nullable=False),
+)
+Index("ix_exports_status", exports.c.status, exports.c.not_before)
+Index("ix_exports_workspace_seq", exports.c.workspace, exports.c.seq)
+
+# A workspace's default export destination (PUT /v1/export-defaults).
+export_defaults = Table(
+    "export_defaults", metadata,
+    Column("workspace", String(200), primary_key=True),
+    Column("connector_id", String(40)),
+    Column("subpath", Text, nullable=False),
+    Column("on_conflict", String(16), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Watched folders (issue 10): a source connector path whose new or changed files are
+# converted and delivered to a destination connector. Visible to the whole workspace,
+# as connectors are.
+automations = Table(
+    "automations", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("workspace", String(200), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    # The key that created it: the engine's fair queue counts its conversions there.
+    Column("api_key_id", String(32), nullable=False),
+    Column("source_connector_id", String(40), nullable=False),
+    Column("source_path", Text, nullable=False),
+    Column("formats", Text, nullable=False),  # JSON list of targets
+    Column("options", Text, nullable=False),  # JSON object
+    Column("destination_connector_id", String(40), nullable=False),
+    Column("destination_subpath", Text, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("after", Text, nullable=False),  # keep, delete or move:<path>
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+)
+Index("ix_automations_workspace_seq", automations.c.workspace, automations.c.seq)
+
+# One row per (automation, source path, object version): the database is where
+# "exactly once per version" is decided, across restarts and replicas. A row starts
+# ``seen`` (first listing), becomes ``ready`` when a later listing agrees on the
+# version (the file is no longer being written), ``working`` under a lease token
+# while one worker converts and delivers it, then ``done`` or ``failed``.
+automation_claims = Table(
+    "automation_claims", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("automation_id", String(40), ForeignKey("automations.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("path", Text, nullable=False),
+    Column("version", String(300), nullable=False),
+    Column("size_bytes", BigInteger),
+    Column("status", String(16), nullable=False),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
+    Column("lease_owner", String(80)),
+    Column("lease_expires_at", DateTime(timezone=True)),
+    Column("not_before", DateTime(timezone=True)),
+    Column("attempts", Integer, nullable=False, default=0),
+    # JSON {format: destination path}, chosen when the claim is first taken and kept:
+    # a takeover after a crash overwrites that same object instead of adding a copy.
+    Column("destinations", Text),
+    Column("delivered_at", DateTime(timezone=True)),
+    Column("error", Text),
+    Column("completed_at", DateTime(timezone=True)),
+    UniqueConstraint("automation_id", "path", "version", name="uq_automation_claims_version"),
+)
+Index("ix_automation_claims_status", automation_claims.c.status,
+      automation_claims.c.lease_expires_at)
+Index("ix_automation_claims_path", automation_claims.c.automation_id, automation_claims.c.path)
+
+automation_events = Table(
+    "automation_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("automation_id", String(40), ForeignKey("automations.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("kind", String(16), nullable=False),  # seen, converted, delivered, failed
+    Column("path", Text, nullable=False),
+    Column("version", String(300), nullable=False),
+    Column("format", String(16)),
+    Column("destination", Text),
+    Column("reason", Text),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+)
+Index("ix_automation_events_automation_seq", automation_events.c.automation_id,
+      automation_events.c.seq)
+Index("ix_automation_events_at", automation_events.c.at)

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from converter.db.engine import utcnow
 from converter.db.schema import artifacts, content_artifacts
+from converter.errors import NotFound
 from converter.storage import Storage
 
 
@@ -69,10 +70,12 @@ _LOOKUP_CONTENT = select(content_artifacts).where(
 
 
 def present(storage: Storage, storage_key: str) -> bool:
-    """Whether an artifact's object is there (local: a stat; remote: trusted to the row)."""
+    """Whether an artifact's object is there (local: a stat; S3: a HEAD request)."""
     local = storage.local_path(storage_key)
-    # A missing remote object shows up as a failed download rather than a slow hit.
-    return local.exists() if local is not None else True
+    # On S3 a hit costs one HEAD (a round trip inside the region): a row that outlived
+    # its object (a lifecycle rule, a hand delete) then converts again instead of
+    # handing out a link to nothing.
+    return local.exists() if local is not None else storage.exists(storage_key)
 
 
 def forget(db: Engine, table: Table, which: ColumnElement[bool]) -> None:
@@ -185,6 +188,10 @@ class ContentArtifacts:
         return None
 
 
+class SourceGone(NotFound):
+    """The artifact's file was deleted between the conversion's start and its record."""
+
+
 def _insert_once(db: Engine, row: Insert, made: Artifact,
                  lookup: Callable[[], Artifact | None]) -> Artifact:
     """Insert an artifact's row; if another replica stored the same key first, use its row.
@@ -197,6 +204,9 @@ def _insert_once(db: Engine, row: Insert, made: Artifact,
     except IntegrityError:
         existing = lookup()
         if existing is None:
-            raise
+            # Not a duplicate key, so the foreign key failed: the file was deleted while
+            # it was being converted. Its client learns that, instead of a 500.
+            raise SourceGone("The file was deleted while it was being converted",
+                             field="file_id") from None
         return existing
     return made

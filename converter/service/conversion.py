@@ -45,6 +45,7 @@ from converter.service.artifact_index import (
     Artifact,
     ArtifactIndex,
     FileArtifacts,
+    SourceGone,
     file_artifact,
     present,
 )
@@ -290,7 +291,7 @@ class ConversionService:
         # Its own copy, so deleting either file never breaks the other's artifact.
         mine = replace(donor, id="", file_id="", source_id=subject.source_id,
                        storage_key=storage_key, size_bytes=size)
-        return subject.index.record(key, mine, plan.options, content)
+        return self._record(subject, key, mine, plan.options, content)
 
     def _password_tag(self, source_id: str, password: str | None) -> str:
         if not password:
@@ -322,7 +323,17 @@ class ConversionService:
         artifact = Artifact(id="", file_id="", source_id=subject.source_id, format=plan.target,
                             media_type=made.media_type, storage_key=storage_key,
                             size_bytes=size, produced_by=made.produced_by)
-        return subject.index.record(key, artifact, plan.options, content)
+        return self._record(subject, key, artifact, plan.options, content)
+
+    def _record(self, subject: Subject, key: str, artifact: Artifact, options: dict[str, Any],
+                content: str | None) -> Artifact:
+        """Record a stored artifact; if its file was deleted meanwhile, drop the object too."""
+        try:
+            return subject.index.record(key, artifact, options, content)
+        except SourceGone:
+            # The file's delete already removed its prefix; this object came after it.
+            self.storage.delete(artifact.storage_key)
+            raise
 
     def _produce(self, subject: Subject, plan: ExportPlan, scratch: Path,
                  deadline: float) -> Made:

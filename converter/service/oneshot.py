@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
+from converter.engine.scheduler import Tenant
 from converter.service.artifact_index import Artifact, ContentArtifacts
 from converter.service.conversion import ConversionService, Subject, tenant_of
 from converter.service.files import FileService, check_scope
@@ -64,8 +65,13 @@ class OneShotService:
                                   fetched.size_bytes, field="url")
 
     def convert(self, principal: Principal, received: Received, target: str,
-                options: dict[str, Any], store: bool, scope: str | None) -> OneShotResult:
-        """Convert a received document; keep it as a file too when store is set."""
+                options: dict[str, Any], store: bool, scope: str | None,
+                tenant: Tenant | None = None) -> OneShotResult:
+        """Convert a received document; keep it as a file too when store is set.
+
+        tenant places the work in the engine's queue: the caller's key as sync work
+        unless given (automations pass their key as async work).
+        """
         deadline = time.monotonic() + self.conversions.timeout
         plan = self.conversions.matrix.plan(received.format, target, options)
         scope = check_scope(scope)
@@ -78,7 +84,7 @@ class OneShotService:
             index=ContentArtifacts(self.conversions.db, self.storage, principal.workspace,
                                    received.sha256),
             sheets=read_metadata(received, family)["sheets"] if family == "calc" else None,
-            tenant=tenant_of(principal))
+            tenant=tenant or tenant_of(principal))
         result = self.conversions.run(subject, plan, deadline)
         file_id = self.files.store(principal, received, scope).id if store else None
         name = with_extension(received.filename, _extension(result.artifact))

@@ -19,7 +19,14 @@ from typing import Any
 from sqlalchemy import Column, Engine, Row, Select, Table, delete, exists, func, or_, select
 
 from converter.db.engine import utcnow
-from converter.db.schema import content_artifacts, files, idempotency_keys, runs
+from converter.db.schema import (
+    automation_events,
+    content_artifacts,
+    exports,
+    files,
+    idempotency_keys,
+    runs,
+)
 from converter.service.files import remove_files
 from converter.service.sweep import Sweep
 from converter.storage import Storage
@@ -31,6 +38,8 @@ class RunRecords:
 
     table: Table
     finished_at: Column[datetime]  # null while in progress: those are never expired
+    # Whether an Idempotency-Key replay may name these records (subject_id) and goes too.
+    replayed: bool = True
 
     @property
     def kind(self) -> str:
@@ -38,10 +47,14 @@ class RunRecords:
         return self.table.name
 
 
-# Runs and what is made from them. Exports (issue 10) join with one line,
-# RunRecords(exports, exports.c.completed_at), once their table exists; their
-# Idempotency-Key rows go with them when remember() is given the export's id.
-RUN_RECORDS: tuple[RunRecords, ...] = (RunRecords(runs, runs.c.completed_at),)
+# Runs and what is made from them; the Idempotency-Key rows of exports go with them
+# because remember() is given the export's id. Automation history expires too; its
+# claims never do, since a done claim is what keeps a file still in the watched folder
+# from being converted again.
+RUN_RECORDS: tuple[RunRecords, ...] = (RunRecords(runs, runs.c.completed_at),
+                                       RunRecords(exports, exports.c.completed_at),
+                                       RunRecords(automation_events, automation_events.c.at,
+                                                  replayed=False))
 
 
 def expire(db: Engine, storage: Storage, sweep: Sweep, file_retention: timedelta | None,
@@ -63,8 +76,9 @@ def _expire_run_records(db: Engine, records: RunRecords, cutoff: datetime,
     def remove(rows: Sequence[Row[Any]]) -> None:
         ids = [row.id for row in rows]
         with db.begin() as conn:
-            # The replay of the request that made a record would name a deleted id.
-            conn.execute(delete(idempotency_keys).where(idempotency_keys.c.subject_id.in_(ids)))
+            if records.replayed:  # the replay of what made a record would name a deleted id
+                conn.execute(delete(idempotency_keys)
+                             .where(idempotency_keys.c.subject_id.in_(ids)))
             conn.execute(delete(table).where(table.c.id.in_(ids)))
 
     _drain(db, sweep, records.kind, select(table.c.id).where(records.finished_at < cutoff),

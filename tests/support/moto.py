@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 import requests
+from botocore.exceptions import ClientError
 
 BUCKET = "converter-storage-test"
 CREDENTIALS = {
@@ -44,8 +47,10 @@ def raw_client(endpoint: str) -> Any:
 class MotoServer:
     """moto's S3 server as a subprocess on a fixed port: killed and started again at will."""
 
-    def __init__(self, log: Path, port: int | None = None) -> None:
+    def __init__(self, log: Path, port: int | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.port = port or _free_port()
+        self.extra_env = env or {}
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
@@ -55,7 +60,8 @@ class MotoServer:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **CREDENTIALS})
+                stdout=out, stderr=subprocess.STDOUT,
+                env={**os.environ, **CREDENTIALS, **self.extra_env})
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -96,5 +102,47 @@ def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         server.start()
         yield server.url
+    finally:
+        server.stop()
+
+
+@dataclass(frozen=True)
+class AuthenticatedS3:
+    """A moto server that checks signatures, with one IAM user allowed everything on s3."""
+
+    url: str
+    bucket: str
+    access_key_id: str
+    secret_access_key: str
+
+
+# Unauthenticated requests moto serves before it starts checking keys: enough for the
+# readiness probe, the bucket and the IAM user; the rest are used up right after.
+_SETUP_ACTIONS = 8
+
+
+@pytest.fixture(scope="session")
+def moto_authenticated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthenticatedS3]:
+    """moto's S3 with authentication on, so wrong keys are refused as AWS refuses them."""
+    server = MotoServer(tmp_path_factory.mktemp("moto-auth") / "server.log",
+                        env={"INITIAL_NO_AUTH_ACTION_COUNT": str(_SETUP_ACTIONS)})
+    try:
+        server.start()
+        iam = boto3.client("iam", endpoint_url=server.url, region_name="us-east-1",
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+        iam.create_user(UserName="connector")
+        iam.put_user_policy(UserName="connector", PolicyName="s3", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17",
+             "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+        key = iam.create_access_key(UserName="connector")["AccessKey"]
+        anonymous = raw_client(server.url)  # "testing" is no IAM user: refused once counting
+        for _ in range(_SETUP_ACTIONS + 1):
+            try:
+                anonymous.list_buckets()
+            except ClientError:
+                break
+        else:
+            pytest.fail("moto never started checking credentials")
+        yield AuthenticatedS3(server.url, BUCKET, key["AccessKeyId"], key["SecretAccessKey"])
     finally:
         server.stop()

@@ -1,0 +1,29 @@
+"""Connector ids mapped to real local providers: the automations' Connectors, in-process.
+
+The served tests create connectors through /v1/connectors; tests that drive the
+poller's steps directly use this map to the same LocalProvider instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from converter.connectors.base import Provider
+from converter.connectors.local import LocalProvider
+from converter.errors import NotFound
+
+
+@dataclass
+class LocalConnectors:
+    """Connectors of one workspace, each a directory under root."""
+
+    workspace: str
+    root: Path
+    folders: dict[str, Path] = field(default_factory=dict)
+
+    def provider(self, workspace: str, connector_id: str, field: str) -> Provider:
+        """The LocalProvider of a connector of this workspace; NotFound naming field."""
+        if workspace != self.workspace or connector_id not in self.folders:
+            raise NotFound(f"No connector {connector_id!r} in this workspace", field=field)
+        return LocalProvider(str(self.folders[connector_id]), (str(self.root),))
