@@ -1,7 +1,7 @@
 """``python -m bench.noisy_neighbour``: one workspace floods the engine, another converts.
 
 Workspace A keeps 12 heavy conversions in flight (a large odp, ppt and xls from the
-corpus, fresh uploads so every one is a cache miss) for a fixed time; meanwhile
+corpus, fresh uploads by a new user each so every one is a cache miss) for a fixed time;
 workspace B converts a small docx 5 times, spread over the flood, each a fresh
 upload. The same scenario runs against one served app (2 instances) per scheduler
 mode, side by side in one run: plain FIFO (the reference, CONVERTER_ENGINE_SCHEDULER
@@ -13,6 +13,7 @@ always take the last free instance). Prints a table; progress goes to stderr.
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
 import tempfile
 import threading
@@ -21,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.stats import median, percentile, ratio
+from converter.db.engine import connect
+from converter.service.keys import KeyStore
 from tests.support.served import ServedApp
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
@@ -62,8 +65,14 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _convert(app: ServedApp, key: str, path: Path) -> float:
-    """Upload path (a fresh file: a cache miss) and time its conversion to PDF."""
+def _convert(app: ServedApp, workspace: str, path: Path) -> float:
+    """Upload path as a new user of workspace (a cache miss) and time its conversion to PDF."""
+    # A new owner each time: the content cache answers the same bytes of one owner.
+    store = KeyStore(connect(f"sqlite:///{app.data_dir / 'converter.db'}"))
+    try:
+        key = store.create(workspace, f"user-{secrets.token_hex(6)}")[1]
+    finally:
+        store.db.dispose()
     file_id = app.upload_ok(path, key=key)["id"]
     started = time.monotonic()
     response = app.convert(file_id, "pdf", key=key)
@@ -81,8 +90,7 @@ def run_mode(mode: Mode, root: Path, duration: float, b_runs: int) -> Outcome:
     app = ServedApp(root / slug, env=env, workers=2).start()
     outcome = Outcome(mode.name)
     try:
-        key_a = app.create_key("bench-a", "flooder")
-        key_b = app.create_key("bench-b", "neighbour")
+        key_a, key_b = "bench-a", "bench-b"  # workspaces: each conversion a user of its own
         small = CORPUS / SMALL
         _convert(app, key_b, small)  # warm-up: first loads of the Writer import filter
         outcome.idle = [_convert(app, key_b, small) for _ in range(b_runs)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ from typing import Any
 import requests
 
 from bench.documents import Doc
+from converter.db.engine import connect
+from converter.service.keys import KeyStore
 from tests.support.served import ServedApp
 
 # The cache-hit load runs thousands of requests per second through one key; the
@@ -50,6 +53,10 @@ class ServiceUnderTest:
         # The pool's soffice.bin processes carry the data dir in their profile path.
         self.marker = str(self.app.data_dir)
         self._local = threading.local()
+        # Each upload gets an owner of its own: the content cache answers a second upload
+        # of the same bytes by the same owner, and a fresh upload here means a real miss.
+        self._owners: dict[str, str] = {}
+        self._owners_lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -78,21 +85,44 @@ class ServiceUnderTest:
             self._local.session = session
         return session
 
+    def _new_owner(self) -> str:
+        store = KeyStore(connect(f"sqlite:///{self.app.data_dir / 'converter.db'}"))
+        try:
+            return store.create("bench", f"owner-{secrets.token_hex(6)}")[1]
+        finally:
+            store.db.dispose()
+
+    def key_for(self, file_id: str) -> str:
+        """The API key of the owner that uploaded file_id (the bootstrap key if none)."""
+        with self._owners_lock:
+            return self._owners.get(file_id, self.app.key)
+
+    def _headers(self, file_id: str) -> dict[str, str]:
+        with self._owners_lock:
+            owner = self._owners.get(file_id)
+        return {"X-API-Key": owner} if owner else {}
+
     def upload(self, doc: Doc) -> tuple[str, float]:
-        """POST /v1/files; return (file id, seconds)."""
+        """POST /v1/files as a new owner (no cache by content); return (file id, seconds)."""
         data = doc.path.read_bytes()
+        owner = self._new_owner()
         started = time.perf_counter()
         response = self._session().post(f"{self.url}/v1/files", timeout=300,
+                                        headers={"X-API-Key": owner},
                                         files={"file": (doc.path.name, data)})
         elapsed = time.perf_counter() - started
         if response.status_code != 201:
             raise ServiceError(f"upload {doc.name}: {response.status_code} {response.text[:200]}")
-        return str(response.json()["id"]), elapsed
+        file_id = str(response.json()["id"])
+        with self._owners_lock:
+            self._owners[file_id] = owner
+        return file_id, elapsed
 
     def convert(self, file_id: str, target: str = "pdf") -> tuple[dict[str, Any], float]:
         """POST /v1/files/{id}/convert; return (JSON body, seconds)."""
         started = time.perf_counter()
         response = self._session().post(f"{self.url}/v1/files/{file_id}/convert",
+                                        headers=self._headers(file_id),
                                         data={"format": target}, timeout=300)
         elapsed = time.perf_counter() - started
         if response.status_code != 200:

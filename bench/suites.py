@@ -204,7 +204,7 @@ def cache_hits(service: ServiceUnderTest, file_id: str, minimal: MinimalAppProce
                levels: list[int], duration: float, rounds: int, log: Log) -> list[CacheRow]:
     """wrk against the service's cache hit and the minimal app, alternating, per level."""
     service_url = f"{service.url}/v1/files/{file_id}/convert"
-    targets = {"service": (service_url, service.key),
+    targets = {"service": (service_url, service.key_for(file_id)),
                "minimal app": (minimal.convert_url, "sk_live_minimal_app_bench")}
     for url, key in targets.values():  # warm the connections, caches and code paths
         run_wrk(url, key, max(levels), 1)

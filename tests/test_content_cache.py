@@ -96,3 +96,14 @@ def test_workspace_files_share_within_the_workspace(service: ServedApp, corpus: 
     personal = service.upload_ok(corpus / DOC, key=bob)["id"]
     assert _convert(service, personal, bob)["cached"] is False
     assert _calls(service) == before + 2
+
+
+def test_an_adopted_pdf_fills_in_the_metadata(service: ServedApp, corpus: Path) -> None:
+    """An RTF's page count comes from its first PDF, made or taken from the same bytes."""
+    alice = service.create_key("cc-" + secrets.token_hex(4), "alice")
+    ids = [service.upload_ok(corpus / "rtf/Example_text.rtf", key=alice)["id"]
+           for _ in range(2)]
+    assert [_convert(service, file_id, alice)["cached"] for file_id in ids] == [False, True]
+    pages = [service.request("GET", f"/v1/files/{file_id}", key=alice).json()["pages"]
+             for file_id in ids]
+    assert pages[0] is not None and pages[0] >= 1 and pages == [pages[0]] * 2

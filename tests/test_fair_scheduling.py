@@ -7,6 +7,7 @@ then checks who finished before whom.
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from converter.db.engine import connect
+from converter.service.keys import KeyStore
 from tests.support.served import ServedApp, error_of
 from tests.test_runs import create_ok, wait_run
 
@@ -49,19 +52,32 @@ class Finishes:
         return status
 
 
+def _uploads(app: ServedApp, path: Path, workspace: str, count: int) -> list[tuple[str, str]]:
+    """count uploads of one document as (file id, key), each by a user of its own.
+
+    Identical bytes of one owner convert once (the content cache and single-flight);
+    these tests need each upload to be work for the engine, so each has its own owner.
+    """
+    store = KeyStore(connect(f"sqlite:///{app.data_dir / 'converter.db'}"))
+    try:
+        keys = [store.create(workspace, f"user-{secrets.token_hex(4)}")[1]
+                for _ in range(count)]
+    finally:
+        store.db.dispose()
+    return [(app.upload_ok(path, key=k)["id"], k) for k in keys]
+
+
 def _flood_then_neighbour(app: ServedApp, corpus: Path, flood: int = 5,
                           neighbours: int = 2) -> list[str]:
     """A queues flood heavy conversions on one instance; then B sends small ones."""
-    key_a = app.create_key("ws-a", "alice")
-    key_b = app.create_key("ws-b", "bob")
-    heavy = [app.upload_ok(corpus / HEAVY, key=key_a)["id"] for _ in range(flood)]
-    small = [app.upload_ok(corpus / SMALL, key=key_b)["id"] for _ in range(neighbours)]
+    heavy = _uploads(app, corpus / HEAVY, "ws-a", flood)
+    small = _uploads(app, corpus / SMALL, "ws-b", neighbours)
     finishes = Finishes()
     with ThreadPoolExecutor(flood + neighbours) as pool:
-        futures: list[Future[int]] = [pool.submit(finishes.convert, app, "A", fid, key_a)
-                                      for fid in heavy]
+        futures: list[Future[int]] = [pool.submit(finishes.convert, app, "A", fid, key)
+                                      for fid, key in heavy]
         _wait_waiting(app, flood - 1)  # one converting, the rest queued
-        futures += [pool.submit(finishes.convert, app, "B", fid, key_b) for fid in small]
+        futures += [pool.submit(finishes.convert, app, "B", fid, key) for fid, key in small]
         assert [f.result() for f in futures] == [200] * (flood + neighbours)
     return finishes.order
 
@@ -90,20 +106,21 @@ def test_sync_conversion_goes_ahead_of_queued_runs(serve: type[ServedApp],
     """Two runs queue behind a busy instance; a later HTTP conversion is served first."""
     app = serve(workers=1).start()
     busy_id = app.upload_ok(corpus / HEAVIER)["id"]
-    run_files = [app.upload_ok(corpus / HEAVY, filename=f"run{i}.doc")["id"] for i in range(2)]
+    run_files = _uploads(app, corpus / HEAVY, "default", 2)
     small_id = app.upload_ok(corpus / SMALL)["id"]
     with ThreadPoolExecutor(2) as pool:
         busy = pool.submit(app.convert, busy_id, "pdf")
         _wait_busy(app)
-        runs = [create_ok(app, fid, "pdf") for fid in run_files]
+        runs = [(create_ok(app, fid, "pdf", key=key), key) for fid, key in run_files]
         _wait_waiting(app, 2)  # both runs' conversions queued behind the busy instance
         sync = app.convert(small_id, "pdf")
         assert sync.status_code == 200, sync.text
-        states = [app.request("GET", f"/v1/runs/{r}").json()["status"] for r in runs]
+        states = [app.request("GET", f"/v1/runs/{r}", key=key).json()["status"]
+                  for r, key in runs]
         assert busy.result().status_code == 200
     # Served ahead of both runs, although they were queued first.
     assert states == ["running", "running"], states
-    finished = [wait_run(app, r) for r in runs]
+    finished = [wait_run(app, r, key=key) for r, key in runs]
     assert [r["status"] for r in finished] == ["completed", "completed"], finished
 
 
@@ -121,13 +138,13 @@ def test_flooding_workspace_gets_503_while_others_keep_flowing(
     key_a = app.create_key("ws-a", "alice")
     key_b = app.create_key("ws-b", "bob")
     first = app.upload_ok(corpus / HEAVIER, key=key_a)["id"]
-    queued = [app.upload_ok(corpus / HEAVY, key=key_a)["id"] for _ in range(2)]
+    queued = _uploads(app, corpus / HEAVY, "ws-a", 2)
     extra = app.upload_ok(corpus / SMALL, key=key_a)["id"]
     neighbour = app.upload_ok(corpus / SMALL, key=key_b)["id"]
     with ThreadPoolExecutor(3) as pool:
         running = pool.submit(app.convert, first, "pdf", key_a)
         _wait_busy(app)
-        waiting = [pool.submit(app.convert, fid, "pdf", key_a) for fid in queued]
+        waiting = [pool.submit(app.convert, fid, "pdf", key) for fid, key in queued]
         _wait_waiting(app, 2)
         refused = app.convert(extra, "pdf", key=key_a)
         accepted = app.convert(neighbour, "pdf", key=key_b)
@@ -154,16 +171,14 @@ def test_heavy_documents_leave_the_last_instance_to_a_recent_neighbour(
     env = {"CONVERTER_RESERVE_SECONDS": reserve, "CONVERTER_ENGINE_SCHEDULER": scheduler}
     reserved = reserve != "0" and scheduler == "fair"
     app = serve(workers=2, env=env).start()
-    key_a = app.create_key("ws-a", "alice")
-    key_b = app.create_key("ws-b", "bob")
-    heavy = [app.upload_ok(corpus / HEAVIER, key=key_a)["id"] for _ in range(3)]
-    small = [app.upload_ok(corpus / SMALL, key=key_b)["id"] for _ in range(2)]
-    assert app.convert(small[0], "pdf", key=key_b).status_code == 200  # B is now recent
+    heavy = _uploads(app, corpus / HEAVIER, "ws-a", 3)
+    small = _uploads(app, corpus / SMALL, "ws-b", 2)
+    assert app.convert(small[0][0], "pdf", key=small[0][1]).status_code == 200  # B is recent
     finishes = Finishes()
     with ThreadPoolExecutor(4) as pool:
-        futures = [pool.submit(finishes.convert, app, "A", fid, key_a) for fid in heavy]
+        futures = [pool.submit(finishes.convert, app, "A", fid, key) for fid, key in heavy]
         _wait_waiting(app, 2 if reserved else 1)
-        futures.append(pool.submit(finishes.convert, app, "B", small[1], key_b))
+        futures.append(pool.submit(finishes.convert, app, "B", *small[1]))
         assert [f.result() for f in futures] == [200] * 4
     busy_max = app.metrics()["converter_engine_busy_max"]
     if not reserved:

@@ -73,8 +73,11 @@ def test_expires_in_deletes_the_file_and_its_artifacts(serve: type[ServedApp],
     assert iso(doomed["expires_at"]) - created == timedelta(seconds=10)
     kept = app.upload_ok(corpus / "odt" / "HelloWorld.odt")
     assert kept["expires_at"] is None  # CONVERTER_RETENTION_DAYS defaults to forever
-    for file_id in (doomed["id"], kept["id"]):
-        assert app.convert(file_id, "txt").status_code == 200
+    assert app.convert(doomed["id"], "txt").json()["cached"] is False
+    # The same bytes of the same owner: the content cache copies the artifact under kept,
+    # which must outlive the file it came from.
+    assert app.convert(kept["id"], "txt").json()["cached"] is True
+    assert total(app.scrape(), "converter_engine_calls_total") == 1
     assert len(objects_of(app, doomed["id"])) == 2
 
     wait_for(lambda: app.request("GET", f"/v1/files/{doomed['id']}").status_code == 404,

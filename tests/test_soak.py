@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from converter.db.engine import connect
+from converter.service.keys import KeyStore
 from tests.support.outputs import check_output
 from tests.support.served import ServedApp
 
@@ -31,10 +33,11 @@ DOCS = [
 CONVERSIONS = 300
 
 
-def _convert_until_done(app: ServedApp, file_id: str, target: str) -> requests.Response:
+def _convert_until_done(app: ServedApp, file_id: str, target: str,
+                        key: str) -> requests.Response:
     """What a well-behaved client does: retry only what the service calls retryable."""
     for _attempt in range(5):
-        response = app.convert(file_id, target)
+        response = app.convert(file_id, target, key=key)
         if response.status_code in (502, 503) and response.json()["error"].get("retryable"):
             time.sleep(float(response.headers.get("Retry-After", "1")))
             continue
@@ -52,10 +55,14 @@ def test_soak_with_random_instance_kills(serve: type[ServedApp], corpus: Path) -
     app = serve(workers=2, env={"CONVERTER_CONVERSION_TIMEOUT": "60"}).start()
     rng = random.Random(20261123)
     jobs = []
+    keys = KeyStore(connect(f"sqlite:///{app.data_dir / 'converter.db'}"))
     while len(jobs) < CONVERSIONS:
         rel, phrase, targets = rng.choice(DOCS)
-        file_id = app.upload_ok(corpus / rel)["id"]  # a new file id: never a cache hit
-        jobs += [(file_id, target, phrase) for target in targets]
+        # A new file of a new owner: never a cache hit, by file or by content.
+        _key_id, key = keys.create(f"soak-{len(jobs)}", "soaker")
+        file_id = app.upload_ok(corpus / rel, key=key)["id"]
+        jobs += [(file_id, target, phrase, key) for target in targets]
+    keys.db.dispose()
     jobs = jobs[:CONVERSIONS]
     stop = threading.Event()
     kills: list[int] = []
@@ -76,15 +83,15 @@ def test_soak_with_random_instance_kills(serve: type[ServedApp], corpus: Path) -
     thread.start()
     try:
         with ThreadPoolExecutor(4) as pool:
-            responses = list(pool.map(lambda job: _convert_until_done(app, job[0], job[1]),
-                                      jobs))
+            responses = list(pool.map(
+                lambda job: _convert_until_done(app, job[0], job[1], job[3]), jobs))
     finally:
         stop.set()
         thread.join()
     failures = [(job, r.status_code, r.text[:200]) for job, r in zip(jobs, responses, strict=True)
                 if r.status_code != 200]
     assert not failures, failures[:5]
-    for (_file_id, target, phrase), response in zip(jobs, responses, strict=True):
+    for (_file_id, target, phrase, _key), response in zip(jobs, responses, strict=True):
         body = response.json()
         data = requests.get(body["download_url"], timeout=60).content
         assert len(data) == body["size_bytes"]

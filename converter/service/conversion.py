@@ -287,6 +287,7 @@ class ConversionService:
             except ObjectMissing:
                 return None  # its file was deleted meanwhile (or the object lost): convert
             size = self.storage.put_file(storage_key, local, donor.media_type)
+            self._learn_from(subject, plan, local)
         # Its own copy, so deleting either file never breaks the other's artifact.
         mine = replace(donor, id="", file_id="", source_id=subject.source_id,
                        storage_key=storage_key, size_bytes=size)
@@ -312,12 +313,7 @@ class ConversionService:
                 # directory still holds whatever filled the disk.
                 self.disk.explain(exc)
                 raise
-            if plan.target == "pdf" and not plan.options:
-                try:
-                    self._learn_from_pdf(subject, made.path, plan.family)
-                except Exception:  # metadata is a bonus; never fail the conversion for it
-                    logger.warning("could not read metadata from the PDF of %s",
-                                   subject.source_id, exc_info=True)
+            self._learn_from(subject, plan, made.path)
             storage_key = subject.index.storage_key(key, extension_of(plan.target,
                                                                       made.media_type))
             size = self.storage.put_file(storage_key, made.path, made.media_type)
@@ -366,6 +362,16 @@ class ConversionService:
                                    subject.sheets, lambda names: subject.learn(sheets=names),
                                    demand)
         return self.producer.document(source, plan, scratch, deadline, encrypted, demand)
+
+    def _learn_from(self, subject: Subject, plan: ExportPlan, made: Path) -> None:
+        # A default PDF, made here or adopted from the same bytes, tells the file's metadata.
+        if plan.target != "pdf" or plan.options:
+            return
+        try:
+            self._learn_from_pdf(subject, made, plan.family)
+        except Exception:  # metadata is a bonus; never fail the conversion for it
+            logger.warning("could not read metadata from the PDF of %s",
+                           subject.source_id, exc_info=True)
 
     def _learn_from_pdf(self, subject: Subject, pdf: Path, family: str) -> None:
         # The first default PDF tells what the file's reader could not: page count,
