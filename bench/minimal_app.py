@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
-
 from gunicorn.app.base import BaseApplication
 
 from converter.cpus import available_cpus
