@@ -1,8 +1,8 @@
 """HTTP under the client: one requests session, retries with a cap, typed errors.
 
 Retried: connection errors, 429, 502, 503 and 507 (the disk guard), after the
-server's ``Retry-After`` when it gives one, else after an exponential backoff with jitter. Two caps bound the
-whole call: ``max_attempts`` and ``max_wait`` (total seconds slept). A Retry-After
+server's ``Retry-After`` when it gives one, else after an exponential backoff with
+jitter. Two caps bound the whole call: ``max_attempts`` and ``max_wait`` (total seconds slept). A Retry-After
 longer than what remains of ``max_wait`` ends the retries at once, so the caller
 gets the error (and its ``retry_after``) instead of a silent long sleep.
 
