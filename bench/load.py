@@ -94,7 +94,7 @@ def run_wrk(url: str, key: str, connections: int, duration: float) -> LoadResult
 
 
 class MinimalAppProcess:
-    """bench.minimal_app under the service's gunicorn settings, as a subprocess."""
+    """bench.minimal_app (gunicorn -w <cores> sync workers), as a subprocess."""
 
     def __init__(self, root: Path) -> None:
         self.root = root / "minimal"

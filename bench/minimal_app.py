@@ -1,9 +1,9 @@
 """The floor for a cache hit: one SQLite lookup, an HMAC signature, a JSON reply.
 
-It answers the same route as the service's convert call and runs under the
-service's own gunicorn settings (``converter.server.GunicornServer``: one worker
-process, gthread, CONVERTER_HTTP_THREADS threads), so the cache-hit numbers of
-the two are comparable. Run: ``python -m bench.minimal_app --port P --data DIR``.
+It answers the same route as the service's convert call, deployed the way such
+an app is deployed when it only does this: ``gunicorn -w <cores>`` sync workers
+(one request per process at a time, no threads), the honest floor for the
+service's cache hit. Run: ``python -m bench.minimal_app --port P --data DIR``.
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
+from gunicorn.app.base import BaseApplication
 
-from converter import config as config_module
-from converter.config import Config
-from converter.server import GunicornServer
+from converter.cpus import available_cpus
 
 FILE_ID = "file_minimal"
 SECRET = b"minimal-app-benchmark-secret-key"
@@ -83,22 +82,26 @@ def create_app(db_path: Path) -> Flask:
     return app
 
 
-class MinimalServer(GunicornServer):
-    """The service's gunicorn configuration, serving the minimal app instead."""
+class MinimalServer(BaseApplication):  # type: ignore[misc]
+    """gunicorn with one sync worker per CPU, serving the minimal app."""
 
-    def __init__(self, config: Config, app: Flask) -> None:
+    def __init__(self, port: int, app: Flask, workers: int) -> None:
+        self.port = port
         self.minimal_app = app
-        super().__init__(config)
+        self.workers = workers
+        super().__init__()
+
+    def load_config(self) -> None:
+        """``gunicorn -w <cores> -k sync -b 127.0.0.1:port``, quiet."""
+        for key, value in {"bind": f"127.0.0.1:{self.port}", "workers": self.workers,
+                           "worker_class": "sync", "backlog": 2048, "accesslog": None,
+                           "errorlog": "-", "loglevel": "warning",
+                           "control_socket_disable": True}.items():
+            self.cfg.set(key, value)
 
     def load(self) -> Flask:
         """The prebuilt minimal app."""
         return self.minimal_app
-
-    def _post_worker_init(self, _worker: Any) -> None:
-        """No engine to announce."""
-
-    def _worker_exit(self, _server: Any, _worker: Any) -> None:
-        """No engine to stop."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,14 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser("bench.minimal_app")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--workers", type=int, default=0, help="sync workers (default: CPUs)")
     args = parser.parse_args(argv)
     args.data.mkdir(parents=True, exist_ok=True)
     db_path = args.data / "minimal.db"
     prepare_db(db_path)
-    config = config_module.load({"CONVERTER_PORT": str(args.port),
-                                 "CONVERTER_DATA_DIR": str(args.data),
-                                 "CONVERTER_LOG_LEVEL": "WARNING"})
-    MinimalServer(config, create_app(db_path)).run()
+    MinimalServer(args.port, create_app(db_path), args.workers or available_cpus()).run()
     return 0
 
 

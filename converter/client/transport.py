@@ -1,10 +1,11 @@
 """HTTP under the client: one requests session, retries with a cap, typed errors.
 
-Retried: connection errors, 429, 502, 503 and 507 (the disk guard), after the server's
-``Retry-After`` when it gives one, else after an exponential backoff with jitter. Two caps bound the
-whole call: ``max_attempts`` and ``max_wait`` (total seconds slept). A Retry-After
-longer than what remains of ``max_wait`` ends the retries at once, so the caller
-gets the error (and its ``retry_after``) instead of a silent long sleep.
+Retried: connection errors, 429, 502, 503 and 507 (the disk guard), after the
+server's ``Retry-After`` when it gives one, else after an exponential backoff with
+jitter. Two caps bound the whole call: ``max_attempts`` and ``max_wait`` (total
+seconds slept). A Retry-After longer than what remains of ``max_wait`` ends the
+retries at once, so the caller gets the error (and its ``retry_after``) instead of
+a silent long sleep.
 
 POSTs are retried too: every creating POST carries an Idempotency-Key that stays
 the same across its attempts (the server replays runs and exports; a repeated

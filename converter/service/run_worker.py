@@ -88,7 +88,10 @@ def claim_next(db: Engine, token: str, lease_seconds: float) -> Claim | None:
             .values(status="running", lease_owner=token,
                     lease_expires_at=now + timedelta(seconds=lease_seconds),
                     attempts=runs.c.attempts + 1,
-                    started_at=func.coalesce(runs.c.started_at, now))
+                    # `now` was read before the write lock was ours: a run created by
+                    # another process meanwhile must not seem to start before it existed.
+                    started_at=func.coalesce(runs.c.started_at, case(
+                        (runs.c.created_at > now, runs.c.created_at), else_=now)))
             .returning(runs.c.id, runs.c.attempts)).first()
     return None if row is None else Claim(row.id, token, int(row.attempts))
 
