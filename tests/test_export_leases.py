@@ -93,3 +93,29 @@ def test_postpone_and_release_give_the_attempt_back(db: Engine) -> None:
     with db.connect() as conn:
         row = conn.execute(select(exports.c.status, exports.c.attempts)).one()
     assert (row.status, row.attempts) == ("pending", 0)
+
+
+def test_finished_exports_expire_with_their_replays(db: Engine, tmp_path: Path) -> None:
+    """CONVERTER_RUN_RETENTION_DAYS covers exports: old finished ones go with their replay."""
+    from converter.db.schema import idempotency_keys
+    from converter.service.retention import expire
+    from converter.service.sweep import Sweep
+    from converter.storage import LocalStorage
+
+    old, fresh, running = _pending(db, 3)
+    with db.begin() as conn:
+        conn.execute(update(exports).where(exports.c.id == old).values(
+            status="completed", completed_at=utcnow() - timedelta(days=3)))
+        conn.execute(update(exports).where(exports.c.id == fresh).values(
+            status="failed", completed_at=utcnow()))
+        conn.execute(update(exports).where(exports.c.id == running).values(status="processing"))
+        conn.execute(insert(idempotency_keys).values(
+            api_key_id="k", key="replay-old", request_hash="h", status_code=202,
+            response="{}", created_at=utcnow(), subject_id=old))
+    sweep = Sweep(batch=10)
+    expire(db, LocalStorage(tmp_path / "objects"), sweep, None, timedelta(days=1))
+    with db.connect() as conn:
+        left = sorted(conn.execute(select(exports.c.id)).scalars())
+        replays = conn.execute(select(idempotency_keys.c.key)).scalars().all()
+    assert left == sorted([fresh, running]) and replays == []
+    assert sweep.counts["exports"] == 1
