@@ -61,6 +61,14 @@ class Handler(logging.StreamHandler):  # type: ignore[type-arg]
     """The service's stderr handler (a class of its own so configure() can find it)."""
 
 
+_SDK_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3")
+
+
+def _at_least_info(level: str) -> str:
+    value = logging.getLevelName(level.upper())
+    return level.upper() if isinstance(value, int) and value >= logging.INFO else "INFO"
+
+
 def dict_config(level: str, kind: str) -> dict[str, Any]:
     """A logging.config dict: the root handler, with gunicorn's loggers sent through it."""
     return {
@@ -75,6 +83,9 @@ def dict_config(level: str, kind: str) -> dict[str, Any]:
             # to the root handler gives its lines the service's shape.
             "gunicorn.error": {"level": level.upper(), "handlers": [], "propagate": True},
             "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": False},
+            # The AWS SDK's DEBUG lines carry signed request headers (a connector's access
+            # key id) and bodies: never below INFO, whatever CONVERTER_LOG_LEVEL says.
+            **{name: {"level": _at_least_info(level)} for name in _SDK_LOGGERS},
         },
     }
 

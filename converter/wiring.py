@@ -10,17 +10,23 @@ from typing import Any
 from sqlalchemy import Engine
 
 from converter.config import Config
+from converter.connectors.crypto import CredentialBox
+from converter.connectors.registry import Settings as ConnectorSettings
 from converter.datadir import prepare as prepare_data_dir
 from converter.db.engine import connect
 from converter.diskspace import DiskGuard
-from converter.errors import NotFound
 from converter.matrix import Matrix
 from converter.matrix import load as load_matrix
 from converter.service.automation_executor import Executor
 from converter.service.automation_poller import AutomationPoller
 from converter.service.automations import AutomationService, Connectors
 from converter.service.cleanup import build as build_cleanup
+from converter.service.connectors import ConnectorService
 from converter.service.conversion import ConversionEngine, ConversionService
+from converter.service.export_defaults import DefaultsStore
+from converter.service.export_items import Producer
+from converter.service.export_worker import ExportWorker
+from converter.service.exports import ExportService
 from converter.service.files import FileService
 from converter.service.idempotency import IdempotencyStore
 from converter.service.intake import Intake
@@ -54,6 +60,9 @@ class Services:
     oneshot: OneShotService
     engine: Any
     disk: DiskGuard
+    connectors: ConnectorService
+    exports: ExportService
+    export_defaults: DefaultsStore
     extras: dict[str, Any] = field(default_factory=dict)
     _closed: threading.Event = field(default_factory=threading.Event)
 
@@ -79,7 +88,8 @@ def build(config: Config, engine: ConversionEngine | None = None,
     matrix = load_matrix()
     db = connect(config.sqlalchemy_url)
     storage = open_storage(config)
-    signer = Signer(load_secret(config.secret_key, config.data_path))
+    secret = load_secret(config.secret_key, config.data_path)
+    signer = Signer(secret)
     if engine is None and config.engine_url:
         from converter.engine.remote import RemoteEngine
 
@@ -103,7 +113,13 @@ def build(config: Config, engine: ConversionEngine | None = None,
     fetcher = UrlFetcher(WebhookPolicy(config.webhook_allow), config.url_fetch_timeout)
     oneshot = OneShotService(intake, files, conversions, storage, fetcher)
     keys = KeyStore(db, config.data_path)
-    extras.update(build_automations(config, db, matrix, oneshot, _NoConnectors()))
+    connectors = ConnectorService(db, CredentialBox(secret), ConnectorSettings(
+        local_roots=config.local_connector_roots,
+        denial=WebhookPolicy(config.webhook_allow).denial))
+    exports, defaults = _build_exports(config, db, storage, matrix, files, conversions,
+                                       connectors, extras)
+    runs.exports = exports
+    extras.update(build_automations(config, db, matrix, oneshot, connectors))
     cleanup = build_cleanup(config, db, storage)
     cleanup.start()
     extras["cleanup"] = cleanup
@@ -117,15 +133,8 @@ def build(config: Config, engine: ConversionEngine | None = None,
     return Services(config=config, db=db, storage=storage, matrix=matrix, keys=keys,
                     files=files, conversions=conversions,
                     limiter=RateLimiter(config.requests_per_minute), runs=runs,
-                    oneshot=oneshot, engine=engine, disk=disk, extras=extras)
-
-
-class _NoConnectors:
-    """Until the connectors table exists (issue 10's connector API), no id names one."""
-
-    def provider(self, workspace: str, connector_id: str, field: str) -> Any:
-        """Always NotFound naming field."""
-        raise NotFound(f"No connector {connector_id!r} in this workspace", field=field)
+                    oneshot=oneshot, engine=engine, disk=disk, connectors=connectors,
+                    exports=exports, export_defaults=defaults, extras=extras)
 
 
 def build_automations(config: Config, db: Engine, matrix: Matrix, oneshot: OneShotService,
@@ -161,3 +170,23 @@ def _build_runs(config: Config, db: Engine, matrix: Matrix, files: FileService,
     worker.start()
     dispatcher.start()
     return runs, {"run_worker": worker, "webhooks": dispatcher}
+
+
+def _build_exports(config: Config, db: Engine, storage: Storage, matrix: Matrix,
+                   files: FileService, conversions: ConversionService,
+                   connectors: ConnectorService,
+                   extras: dict[str, Any]) -> tuple[ExportService, DefaultsStore]:
+    """The export service and its workers (started), woken by new exports and finished runs."""
+    defaults = DefaultsStore(db, connectors.exists)
+    exports = ExportService(db, files, conversions, matrix, connectors, IdempotencyStore(db),
+                            defaults)
+    producer = Producer(db, storage, conversions, matrix, connectors,
+                        config.connector_delivery_attempts, config.connector_backoff_seconds)
+    worker = ExportWorker(db, producer, config.data_path / "tmp" / "exports",
+                          config.run_workers, config.run_lease_seconds,
+                          config.run_max_attempts)
+    exports.on_created.append(worker.wake)
+    extras["run_worker"].on_finished.append(worker.wake)
+    worker.start()
+    extras["export_worker"] = worker
+    return exports, defaults

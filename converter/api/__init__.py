@@ -6,10 +6,12 @@ from flask import Flask
 
 from converter.api import (
     automations,
+    connectors,
     convert,
     docs,
     downloads,
     errors,
+    exports,
     files,
     formats,
     health,
@@ -23,6 +25,6 @@ def register(app: Flask) -> None:
     """Attach every blueprint and the error handlers."""
     errors.init_app(app)
     observe.init_app(app)
-    for module in (files, convert, formats, downloads, health, runs, automations, web,
-                   docs):
+    for module in (files, convert, formats, downloads, health, runs, connectors, exports,
+                   automations, web, docs):
         app.register_blueprint(module.bp)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 from flask import current_app, g, request
 
@@ -51,3 +51,11 @@ def form_value(name: str) -> str | None:
         return None if value is None else str(value)
     value = request.form.get(name)
     return value
+
+
+def json_body() -> Any:
+    """The request's JSON body; InvalidRequest when it is not JSON."""
+    body = request.get_json(silent=True)
+    if body is None:
+        raise InvalidRequest("request body must be JSON (Content-Type: application/json)")
+    return body

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, Response, jsonify, request
 
-from converter.api.context import base_url, principal, services
+from converter.api.context import base_url, json_body, principal, services
 from converter.api.observe import note
-from converter.errors import InvalidRequest
 from converter.service.idempotency import HEADER, validate_key
 from converter.service.pagination import parse_limit
 from converter.service.runs import Accepted
 from converter.service.webhook_signing import SIGNATURE_HEADER
 
 bp = Blueprint("runs", __name__, url_prefix="/v1")
-
-
-def _json_body() -> Any:
-    body = request.get_json(silent=True)
-    if body is None:
-        raise InvalidRequest("request body must be JSON (Content-Type: application/json)")
-    return body
 
 
 def _respond(accepted: Accepted) -> tuple[Response, int]:
@@ -36,7 +26,7 @@ def create_run() -> tuple[Response, int]:
     """Queue a conversion; 202 with the run id (replayed for a repeated Idempotency-Key)."""
     who = principal()
     key = validate_key(request.headers.get(HEADER))
-    body = _json_body()
+    body = json_body()
     accepted = services().runs.create(who, body, key, base_url())
     # Only once the run exists is body's file_id known to be a real, visible file.
     note(run_id=str(accepted.body.get("run_id")), file_id=str(body["file_id"]))
@@ -65,7 +55,7 @@ def export_run(run_id: str) -> tuple[Response, int]:
     """Convert a completed run's output to another format."""
     who = principal()
     key = validate_key(request.headers.get(HEADER))
-    return _respond(services().runs.export(who, run_id, _json_body(), key, base_url()))
+    return _respond(services().runs.export(who, run_id, json_body(), key, base_url()))
 
 
 @bp.get("/webhooks/secret")

@@ -169,6 +169,67 @@ workspace_secrets = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+# Where files are exported to (and watched from). ``config`` is the provider's public
+# fields as JSON; ``credentials`` a Fernet token (converter.connectors.crypto) that only
+# the service can open; ``credential_hints`` the last 4 characters of each, as shown.
+connectors = Table(
+    "connectors", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("workspace", String(200), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("provider", String(16), nullable=False),
+    Column("config", Text, nullable=False),
+    Column("credentials", Text),
+    Column("credential_hints", Text, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+)
+Index("ix_connectors_workspace_seq", connectors.c.workspace, connectors.c.seq)
+
+# Exports: a conversion of a run's output or a file (or several, bundled), delivered to
+# a connector and/or offered for download. Processed in the background under a lease,
+# like runs (converter.service.export_worker).
+exports = Table(
+    "exports", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("api_key_id", String(32), nullable=False),
+    Column("workspace", String(200), nullable=False),
+    Column("owner", String(200), nullable=False),
+    Column("scope", String(16), nullable=False),
+    Column("sources", Text, nullable=False),  # JSON list of {"run_id"} / {"file_id"}
+    Column("bundle", String(8), nullable=False),
+    Column("format", String(16), nullable=False),
+    Column("options", Text, nullable=False),
+    Column("connector_id", String(40)),
+    Column("subpath", Text, nullable=False),
+    Column("on_conflict", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("error", Text),
+    Column("result", Text),  # JSON: artifacts to download and what was delivered where
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("lease_owner", String(80)),
+    Column("lease_expires_at", DateTime(timezone=True)),
+    Column("not_before", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("completed_at", DateTime(timezone=True)),
+    Column("seq", BigInteger, nullable=False),
+)
+Index("ix_exports_status", exports.c.status, exports.c.not_before)
+Index("ix_exports_workspace_seq", exports.c.workspace, exports.c.seq)
+
+# A workspace's default export destination (PUT /v1/export-defaults).
+export_defaults = Table(
+    "export_defaults", metadata,
+    Column("workspace", String(200), primary_key=True),
+    Column("connector_id", String(40)),
+    Column("subpath", Text, nullable=False),
+    Column("on_conflict", String(16), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
 # Watched folders (issue 10): a source connector path whose new or changed files are
 # converted and delivered to a destination connector. Visible to the whole workspace,
 # as connectors are.

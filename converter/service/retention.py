@@ -22,6 +22,7 @@ from converter.db.engine import utcnow
 from converter.db.schema import (
     automation_events,
     content_artifacts,
+    exports,
     files,
     idempotency_keys,
     runs,
@@ -46,12 +47,12 @@ class RunRecords:
         return self.table.name
 
 
-# Runs and what is made from them. Exports (issue 10) join with one line,
-# RunRecords(exports, exports.c.completed_at), once their table exists; their
-# Idempotency-Key rows go with them when remember() is given the export's id.
-# Automation history expires too; its claims never do, since a done claim is what keeps a
-# file still in the watched folder from being converted again.
+# Runs and what is made from them; the Idempotency-Key rows of exports go with them
+# because remember() is given the export's id. Automation history expires too; its claims
+# never do, since a done claim is what keeps a file still in the watched folder from being
+# converted again.
 RUN_RECORDS: tuple[RunRecords, ...] = (RunRecords(runs, runs.c.completed_at),
+                                       RunRecords(exports, exports.c.completed_at),
                                        RunRecords(automation_events, automation_events.c.at,
                                                   replayed=False))
 

@@ -37,8 +37,10 @@ from converter.service.webhook_signing import SecretStore
 from converter.service.webhooks import Notice, WebhookPolicy
 
 STATUSES = ("pending", "running", "completed", "failed")
-_CREATE_FIELDS = ("file_id", "format", "options", "webhook_url")
-_EXPORT_FIELDS = ("format", "options")
+# A destination makes the run deliver its output when complete (an attached export).
+DESTINATION_FIELDS = ("destination_connector_id", "destination_subpath", "on_conflict")
+_CREATE_FIELDS = ("file_id", "format", "options", "webhook_url", *DESTINATION_FIELDS)
+_EXPORT_FIELDS = ("format", "options", *DESTINATION_FIELDS)
 _FILE_COLUMNS = ("id", "workspace", "owner", "scope", "filename", "format", "size_bytes",
                  "sha256", "storage_key", "created_at")
 _METADATA_COLUMNS = ("encrypted", "pages", "sheets", "title", "author", "metadata_unknown")
@@ -119,6 +121,14 @@ class RunService:
         self.window = window_seconds
         self.webhook_base_url = webhook_base_url
         self.on_created: list[Callable[[], None]] = []
+        # The ExportService (set by wiring): runs with a destination attach an export.
+        self.exports: Any = None
+
+    def _destination(self, principal: Principal, request: dict[str, Any]) -> Any:
+        if self.exports is None or not any(request.get(f) is not None
+                                           for f in DESTINATION_FIELDS):
+            return None
+        return self.exports.destination(principal, request, use_defaults=False)
 
     # ------------------------------------------------------------------ create
     def create(self, principal: Principal, body: Any, idempotency_key: str | None,
@@ -143,9 +153,12 @@ class RunService:
             if not isinstance(webhook_url, str):
                 raise InvalidRequest("webhook_url must be a string", field="webhook_url")
             self.policy.check(webhook_url)
+        destination = self._destination(principal, request)
         run_id = "run_" + secrets.token_hex(12)
         response = {"run_id": run_id, "status": "pending",
                     "status_url": f"{base_url.rstrip('/')}/v1/runs/{run_id}"}
+        if destination is not None:
+            response["export_id"] = "exp_" + secrets.token_hex(12)
         with self.db.begin() as conn:
             lock_api_key(conn, principal.key_id)
             replay = None
@@ -160,6 +173,9 @@ class RunService:
                     source_id=record.id, format=plan.target,
                     options=json.dumps(plan.options, sort_keys=True), status="pending",
                     webhook_url=webhook_url, attempts=0, created_at=utcnow(), seq=next_seq()))
+                if destination is not None:
+                    self.exports.attach_to_run(conn, principal, response["export_id"], run_id,
+                                               plan.target, record.scope, destination)
                 if idempotency_key:
                     self.idempotency.remember(conn, principal.key_id, idempotency_key, digest,
                                               202, response, subject_id=run_id)
@@ -280,6 +296,11 @@ class RunService:
                idempotency_key: str | None, base_url: str) -> Accepted:
         """Convert a completed run's output to another format (cached like any conversion)."""
         request = _object(body, _EXPORT_FIELDS, "format")
+        if self._destination(principal, request) is not None:
+            # Delivered to a connector: an export processed in the background (202).
+            return self.exports.create(  # type: ignore[no-any-return]
+                principal, {**request, "run_id": run_id}, idempotency_key, base_url,
+                path=f"/v1/runs/{run_id}/export", use_defaults=False)
         digest = request_hash("POST", f"/v1/runs/{run_id}/export", request)
         if idempotency_key:
             replay = self.idempotency.peek(principal.key_id, idempotency_key, digest)

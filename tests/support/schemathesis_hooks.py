@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import schemathesis
 
-_URL_FIELDS = ("url", "webhook_url")
+_URL_FIELDS = ("url", "webhook_url", "endpoint_url", "config")
 _REAL = {name: os.environ.get(env, "") for name, env in (
     ("file_id", "CONVERTER_ST_FILE_ID"), ("run_id", "CONVERTER_ST_RUN_ID"),
     ("token", "CONVERTER_ST_TOKEN"))}
