@@ -173,26 +173,30 @@ def test_a_file_being_written_waits_and_after_delete_and_move(
     data = (corpus / "docx/SampleDoc.docx").read_bytes()
     growing = inbox / "grow" / "SampleDoc.docx"
     growing.parent.mkdir(parents=True, exist_ok=True)
+    step = max(1, len(data) // 16)
     with growing.open("wb") as out:
-        for start in range(0, len(data), max(1, len(data) // 8)):
-            out.write(data[start:start + max(1, len(data) // 8)])
+        for start in range(0, len(data), step):
+            out.write(data[start:start + step])
             out.flush()
-            time.sleep(POLL * 1.2)  # every listing sees a new size
+            # Faster than the listings: no two of them (POLL apart) see the same size.
+            time.sleep(POLL * 0.3)
     _wait(lambda: _outputs(outbox / "grow") == ["SampleDoc.pdf"], 2 * POLL + 60, "its PDF")
     events = _events(app, automation_id)
     assert not [e for e in events if e["kind"] == "failed"], events  # never a partial one
     assert len([e for e in events if e["kind"] == "seen"]) >= 3
-    assert _once_each(events, "converted") == {"grow/SampleDoc.docx": 1}
+    assert _once_each(events, "converted") == {"SampleDoc.docx": 1}
 
-    deleting = _automation(app, inbox / "del", outbox / "del", after="delete")
-    moving = _automation(app, inbox / "mv", outbox / "mv", after="move:done")
     (inbox / "del").mkdir(exist_ok=True)
     (inbox / "mv").mkdir(exist_ok=True)
+    deleting = _automation(app, inbox, outbox / "del", source_path="del", after="delete")
+    moving = _automation(app, inbox, outbox / "mv", source_path="mv", after="move:done/mv")
     shutil.copy(corpus / "odt/HelloWorld.odt", inbox / "del")
     shutil.copy(corpus / "odt/HelloWorld.odt", inbox / "mv")
     _wait(lambda: not (inbox / "del" / "HelloWorld.odt").exists()
           and not (inbox / "mv" / "HelloWorld.odt").exists(), 2 * POLL + 60, "after steps")
     assert _outputs(outbox / "del") == _outputs(outbox / "mv") == ["HelloWorld.pdf"]
+    assert (inbox / "done" / "mv" / "HelloWorld.odt").read_bytes() == (
+        corpus / "odt/HelloWorld.odt").read_bytes()
     assert deleting != moving
 
 
