@@ -59,7 +59,9 @@ def test_two_replicas_deliver_each_document_once(tmp_path: Path, moto_endpoint: 
             _wait(lambda: _outputs(outbox) == expected, 180, "ten PDFs")
             events = _events(second, automation_id)
             sources = sorted(p.name for p in inbox.iterdir())
-            assert _once_each(events, "seen") == dict.fromkeys(sources, 1)
+            # A listing made while a file was still being copied sees it twice (two
+            # versions); only the finished version is converted.
+            assert set(_once_each(events, "seen")) == set(sources)
             assert _once_each(events, "converted") == dict.fromkeys(sources, 1)
             assert _once_each(events, "delivered") == dict.fromkeys(sources, 1)
             # Both replicas did list the source (each counts its own listings).
