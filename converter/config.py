@@ -74,6 +74,16 @@ def _workers(raw: str) -> int:
     return _positive_int(raw)
 
 
+def _http_workers(raw: str) -> int:
+    if raw in ("", "auto"):
+        # Handlers mostly wait (on the engine, the database, storage), so a process's
+        # threads cover the waiting; processes are for the Python work in between, which
+        # the GIL keeps to one core per process. One per CPU, and never fewer than two, so
+        # a worker that dies or is being replaced never leaves the port without a server.
+        return max(2, available_cpus())
+    return _positive_int(raw)
+
+
 def _engine_url(raw: str) -> str:
     if raw and not raw.startswith(("unix://", "http://")):
         raise ValueError("must be unix:///path/to/engine.sock or http://host:port "
@@ -164,12 +174,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_rss_mb", _positive_int, "1536", "LibreOffice resident memory (MiB) above which an instance is recycled."),
     Setting("soffice", _text, "", "Path to soffice.bin; empty means the Debian location or the one on PATH."),
     Setting("engine_python", _text, "", "Python that can import uno and runs the engine bridge; empty means this one if it can, else /usr/bin/python3."),
-    Setting("http_threads", _positive_int, "64", "Threads of the gunicorn worker that serve HTTP requests."),
-    Setting("engine_url", _engine_url, "", "Where HTTP workers send conversions: a `converter engine` at unix:///path.sock or http://host:port; empty means the pool runs inside the HTTP worker."),
+    Setting("http_workers", _http_workers, "auto", "gunicorn worker processes serving HTTP; auto means one per CPU, at least 2. They share one engine process."),
+    Setting("http_threads", _positive_int, "64", "Threads of each gunicorn worker that serve HTTP requests."),
+    Setting("engine_url", _engine_url, "", "Where HTTP workers send conversions: a `converter engine` at unix:///path.sock or http://host:port; empty means converter serve starts one on a Unix socket in CONVERTER_DATA_DIR."),
+    Setting("shutdown_grace", _non_negative_float, "30", "Seconds converter serve lets conversions and runs in flight finish after SIGTERM; runs still unfinished are handed back to the queue."),
     Setting("bootstrap_key", _text, "", "API key to create on first start (sk_live_...) instead of a random one."),
     Setting("runs_per_hour", _positive_int, "30", "POST /v1/runs requests per API key per hour."),
     Setting("runs_window_seconds", _positive_int, "3600", "Length of the window CONVERTER_RUNS_PER_HOUR counts runs in, in seconds (shorten only for tests)."),
     Setting("requests_per_minute", _positive_int, "600", "Requests per API key per minute on every other endpoint."),
+    Setting("flight_lease_seconds", _positive_float, "5", "Seconds a process's claim on a conversion in flight lasts unrenewed (its heartbeat renews it every quarter of that); once it lapses (the process died) an identical request waiting on another process or replica takes over."),
     Setting("run_workers", _non_negative_int, "2", "Threads per process that execute async runs."),
     Setting("run_lease_seconds", _positive_int, "60", "Seconds a claimed run (or automation claim) stays leased before another worker may reclaim it."),
     Setting("run_max_attempts", _positive_int, "3", "Attempts at a run before it fails on transient engine errors."),
@@ -224,12 +237,15 @@ class Config:
     max_rss_mb: int
     soffice: str
     engine_python: str
+    http_workers: int
     http_threads: int
     engine_url: str
+    shutdown_grace: float
     bootstrap_key: str
     runs_per_hour: int
     runs_window_seconds: int
     requests_per_minute: int
+    flight_lease_seconds: float
     run_workers: int
     run_lease_seconds: int
     run_max_attempts: int

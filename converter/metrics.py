@@ -44,6 +44,10 @@ CACHE_HITS = Counter("converter_cache_hits", "Conversions answered from the arti
 CACHE_MISSES = Counter("converter_cache_misses", "Conversions not found in the artifact cache")
 ENGINE_CALLS = Counter("converter_engine_calls", "Conversions handed to the engine (cache misses "
                        "that led a single-flight)")
+FLIGHT_CLAIMS = Counter("converter_flight_claims", "Cache misses by their part in a "
+                        "single-flight across the fleet: lead (took the claim), takeover (took "
+                        "a lapsed one), wait (another process converts), shared_failure (got "
+                        "its leader's failure)", ["role"])
 ARTIFACTS_PRODUCED = Counter("converter_artifacts_produced", "Artifacts made, by the path that "
                              "made them: libreoffice, openpyxl (the xlsx CSV fast path) or "
                              "pdf2image (PNG pages)", ["path"])

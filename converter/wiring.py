@@ -66,6 +66,12 @@ class Services:
     extras: dict[str, Any] = field(default_factory=dict)
     _closed: threading.Event = field(default_factory=threading.Event)
 
+    def begin_shutdown(self, deadline: float) -> None:
+        """SIGTERM: claim no more runs; those in progress may finish until deadline."""
+        worker = self.extras.get("run_worker")
+        if worker is not None:
+            worker.begin_drain(deadline)
+
     def close(self) -> None:
         """Stop background work and the engine; safe to call twice."""
         if self._closed.is_set():
@@ -108,7 +114,7 @@ def build(config: Config, engine: ConversionEngine | None = None,
     files = FileService(db, storage, matrix, intake, config.file_retention)
     conversions = ConversionService(db, storage, matrix, engine, files, signer,
                                     config.url_ttl, config.conversion_timeout,
-                                    config.max_png_pages, disk)
+                                    config.max_png_pages, disk, config.flight_lease_seconds)
     runs, extras = _build_runs(config, db, matrix, files, conversions)
     fetcher = UrlFetcher(WebhookPolicy(config.webhook_allow), config.url_fetch_timeout)
     oneshot = OneShotService(intake, files, conversions, storage, fetcher)
@@ -132,7 +138,8 @@ def build(config: Config, engine: ConversionEngine | None = None,
         extras["revocations"] = listener
     return Services(config=config, db=db, storage=storage, matrix=matrix, keys=keys,
                     files=files, conversions=conversions,
-                    limiter=RateLimiter(config.requests_per_minute), runs=runs,
+                    limiter=RateLimiter(config.requests_per_minute,
+                                        config.data_path / "ratelimit.db"), runs=runs,
                     oneshot=oneshot, engine=engine, disk=disk, connectors=connectors,
                     exports=exports, export_defaults=defaults, extras=extras)
 

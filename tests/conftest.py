@@ -37,8 +37,10 @@ def serve(tmp_path: Path) -> Iterator[type[ServedApp]]:
     started: list[ServedApp] = []
 
     class _Factory(ServedApp):
-        def __init__(self, env: dict[str, str] | None = None, workers: int = 2) -> None:
-            super().__init__(tmp_path / f"served-{len(started)}", env=env, workers=workers)
+        def __init__(self, env: dict[str, str] | None = None, workers: int = 2,
+                     http_workers: int = 2) -> None:
+            super().__init__(tmp_path / f"served-{len(started)}", env=env, workers=workers,
+                             http_workers=http_workers)
             started.append(self)
 
     yield _Factory

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.support.served import ServedApp
+from tests.support.served import ServedApp, error_of
 
 pytestmark = pytest.mark.engine
+# A 33-slide deck: seconds of LibreOffice, long enough to delete its file meanwhile.
+SLOW_DECK = "odp/2023_-_LibreOffice_Conference_Bukarest_-_ODF_and_its_Toolkit.odp"
 
 
 def test_second_call_is_cached_without_a_second_conversion(service: ServedApp,
@@ -69,3 +72,23 @@ def test_eight_different_converts_use_at_least_two_instances_at_once(
     per_instance = [v for k, v in metrics.items()
                     if k.startswith("converter_engine_instance_conversions")]
     assert len(per_instance) == 2 and all(v >= 1 for v in per_instance), per_instance
+
+
+@pytest.mark.engine
+def test_a_file_deleted_while_it_converts_gets_404_and_leaves_no_object(
+        serve: type[ServedApp], corpus: Path) -> None:
+    """Deleted mid-conversion: the caller gets 404 naming file_id, not a 500; no object stays."""
+    app = serve(workers=1).start()
+    file_id = app.upload_ok(corpus / SLOW_DECK)["id"]
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(app.convert, file_id, "pdf")
+        deadline = time.monotonic() + 120
+        while app.metrics().get("converter_engine_busy", 0.0) < 1:
+            assert time.monotonic() < deadline, "the conversion never reached the engine"
+            time.sleep(0.05)
+        assert app.request("DELETE", f"/v1/files/{file_id}").status_code == 204
+        response = pending.result(timeout=300)
+    assert response.status_code == 404, response.text
+    assert error_of(response)["field"] == "file_id"
+    left = app.data_dir / "objects" / "artifacts" / file_id
+    assert not left.exists() or not any(left.iterdir())

@@ -48,6 +48,17 @@ def test_503_and_429_are_retried_after_retry_after_with_one_idempotency_key() ->
     assert {s.headers["X-API-Key"] for s in server.seen} == {"sk_live_test"}
 
 
+def test_507_insufficient_storage_is_retried() -> None:
+    """The disk guard's 507 is retryable (space frees up): retried after Retry-After."""
+    script = [Reply(507, {"error": {"type": "insufficient_storage", "message": "disk full",
+                                    "retryable": True}}, {"Retry-After": "1"}),
+              Reply(202, RUN)]
+    with ScriptedServer(script) as server, Client(server.url, "sk_live_test") as client:
+        assert client.create_run("file_1", "pdf") == RUN
+    assert [s.at for s in server.seen][1] - server.seen[0].at >= 0.95
+    assert len({s.headers["Idempotency-Key"] for s in server.seen}) == 1
+
+
 def test_each_creating_post_gets_its_own_key_and_gets_do_not() -> None:
     """A new UUID4 per call; a caller-given key is sent as is; GETs carry none."""
     with ScriptedServer([Reply(202, RUN)]) as server, Client(server.url, "k") as client:

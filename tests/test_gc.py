@@ -142,3 +142,27 @@ def test_gc_on_s3(serve: type[ServedApp], corpus: Path, moto_endpoint: str) -> N
     download = requests.get(repaired.json()["download_url"], timeout=30)
     assert download.status_code == 200 and b"Hello" in download.content
     s3.delete_object(Bucket=BUCKET, Key=outside)
+
+
+@pytest.mark.engine
+@pytest.mark.s3
+def test_a_lost_s3_object_converts_again_on_the_next_request(
+        serve: type[ServedApp], corpus: Path, moto_endpoint: str) -> None:
+    """On S3 a cache hit checks the object (HEAD): a lost one converts again, before any gc."""
+    prefix = f"hit-{uuid.uuid4().hex}/"
+    app = serve(env={**LOOP_OFF, **CREDENTIALS, "CONVERTER_STORAGE": "s3",
+                     "CONVERTER_S3_BUCKET": BUCKET, "CONVERTER_S3_ENDPOINT_URL": moto_endpoint,
+                     "CONVERTER_S3_PREFIX": prefix}, workers=1).start()
+    s3 = raw_client(moto_endpoint)
+    file = app.upload_ok(corpus / "odt" / "HelloWorld.odt")
+    assert app.convert(file["id"], "txt").json()["cached"] is False
+    assert app.convert(file["id"], "txt").json()["cached"] is True
+    [artifact] = [item["Key"] for item in s3.list_objects_v2(
+        Bucket=BUCKET, Prefix=f"{prefix}artifacts/{file['id']}/")["Contents"]]
+    s3.delete_object(Bucket=BUCKET, Key=artifact)
+
+    again = app.convert(file["id"], "txt")
+    assert again.status_code == 200 and again.json()["cached"] is False, again.text
+    download = requests.get(again.json()["download_url"], timeout=30)
+    assert download.status_code == 200 and b"Hello" in download.content
+    assert app.convert(file["id"], "txt").json()["cached"] is True

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.served import REPO, ServedApp, free_port, scrape, total
+from tests.support.served import REPO, ServedApp, scrape, total
 from tests.test_runs import create_ok, wait_run
 
 CONVERT_ROUTE = "/v1/files/<file_id>/convert"
@@ -24,14 +24,16 @@ CONVERT_ROUTE = "/v1/files/<file_id>/convert"
 @pytest.mark.engine
 def test_conversions_cache_http_and_runs_are_counted(service: ServedApp, corpus: Path) -> None:
     """Two converts (a miss, a hit), a corrupt document, a run and a stray path, in /metrics."""
+    # An owner of its own: other tests' uploads of these bytes are not in its content cache.
+    key = service.create_key("metrics", "counted-" + os.urandom(4).hex())
     before = service.scrape()
-    file_id = service.upload_ok(corpus / "docx/SampleDoc.docx")["id"]
-    assert service.convert(file_id, "pdf").json()["cached"] is False
-    assert service.convert(file_id, "pdf").json()["cached"] is True
-    bad_id = service.upload_ok(corpus / "bad/xlsx-corrupted.xlsx")["id"]
-    assert service.convert(bad_id, "pdf").status_code == 422
-    run_id = create_ok(service, file_id, "txt")
-    assert wait_run(service, run_id)["status"] == "completed"
+    file_id = service.upload_ok(corpus / "docx/SampleDoc.docx", key=key)["id"]
+    assert service.convert(file_id, "pdf", key=key).json()["cached"] is False
+    assert service.convert(file_id, "pdf", key=key).json()["cached"] is True
+    bad_id = service.upload_ok(corpus / "bad/xlsx-corrupted.xlsx", key=key)["id"]
+    assert service.convert(bad_id, "pdf", key=key).status_code == 422
+    run_id = create_ok(service, file_id, "txt", key=key)
+    assert wait_run(service, run_id, key=key)["status"] == "completed"
     assert requests.get(f"{service.url}/no/such/{file_id}", timeout=10).status_code == 404
     after = service.scrape()
 
@@ -87,82 +89,78 @@ def _log_records(path: Path) -> list[dict[str, object]]:
     return records
 
 
-def test_figures_add_up_across_worker_processes(tmp_path: Path) -> None:
-    """gunicorn with two workers: any worker's /metrics counts every worker's requests, and a
-    killed worker's live gauges are dropped while its counts are kept."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    data = tmp_path / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVERTER_")}
-    env.update({"CONVERTER_DATA_DIR": str(data), "CONVERTER_PORT": str(port),
-                "CONVERTER_WORKERS": "2", "CONVERTER_RUN_WORKERS": "0",
-                "CONVERTER_LOG_FORMAT": "json", "CONVERTER_LOG_LEVEL": "INFO"})
-    log_path = tmp_path / "serve.log"
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "tests.support.multiworker"], cwd=REPO,
-                                env=env, stdout=log, stderr=log, start_new_session=True)
-    try:
-        def healthy() -> bool:
-            assert proc.poll() is None, log_path.read_text()
-            try:
-                return requests.get(f"{url}/healthz", timeout=2).status_code == 200
-            except requests.RequestException:
-                return False
+@pytest.mark.engine
+def test_figures_add_up_across_worker_processes(serve: type[ServedApp], corpus: Path) -> None:
+    """The default server (an engine process, two HTTP workers): any worker's /metrics counts
+    every worker's requests, the engine's gauges come from the engine process once, and a
+    killed worker's or engine's live gauges are dropped while counts are kept."""
+    app = serve(workers=1, http_workers=2,
+                env={"CONVERTER_RUN_WORKERS": "0", "CONVERTER_LOG_FORMAT": "json",
+                     "CONVERTER_LOG_LEVEL": "INFO"}).start()
+    url = app.url
+    workers = app.http_worker_pids()
+    assert len(workers) == 2, workers
+    base = total(scrape(url), "converter_http_requests_total", route="/healthz")
 
-        _wait(healthy, 60, "the two-worker server did not start")
-        base = total(scrape(url), "converter_http_requests_total", route="/healthz")
+    def serving_pids() -> set[int]:
+        return {int(str(r["pid"])) for r in _log_records(app.log_path)
+                if r.get("logger") == "converter.http" and r.get("route") == "/healthz"}
 
-        def serving_pids() -> set[int]:
-            return {int(str(r["pid"])) for r in _log_records(log_path)
-                    if r.get("logger") == "converter.http" and r.get("route") == "/healthz"}
+    sent = 0
+    with ThreadPoolExecutor(8) as pool:
+        while len(serving_pids()) < 2 and sent < 800:
+            codes = list(pool.map(
+                lambda _: requests.get(f"{url}/healthz", timeout=10).status_code, range(40)))
+            assert codes == [200] * 40
+            sent += 40
+    pids = serving_pids()
+    assert pids == set(workers), f"not every worker served ({sent} requests): {pids}"
 
-        sent = 0
-        with ThreadPoolExecutor(8) as pool:
-            while len(serving_pids()) < 2 and sent < 800:
-                codes = list(pool.map(
-                    lambda _: requests.get(f"{url}/healthz", timeout=10).status_code, range(40)))
-                assert codes == [200] * 40
-                sent += 40
-        pids = serving_pids()
-        assert len(pids) == 2, f"one worker served all {sent} requests: {pids}"
+    file_id = app.upload_ok(corpus / "docx/SampleDoc.docx")["id"]
+    assert app.convert(file_id, "pdf").status_code == 200
+    expected = base + sent
+    for _ in range(8):  # each scrape is answered by whichever worker accepts it
+        samples = scrape(url)
+        assert total(samples, "converter_http_requests_total", route="/healthz",
+                     status="200") == expected
+        # One pool for the host, reported by the engine process, not once per worker.
+        assert total(samples, "converter_engine_instances") == 1
+        assert total(samples, "converter_engine_conversions_total") == 1
+        assert total(samples, "converter_engine_calls_total") == 1
 
-        expected = base + sent
-        for _ in range(8):  # each scrape is answered by whichever worker accepts it
-            samples = scrape(url)
-            assert total(samples, "converter_http_requests_total", route="/healthz",
-                         status="200") == expected
-            # Each worker built an idle pool of 2 instances: livesum adds the live ones.
-            assert total(samples, "converter_engine_instances") == 4
+    metrics_dir = app.data_dir / "metrics"
+    victim = min(workers)
+    assert (metrics_dir / f"gauge_livesum_{victim}.db").exists()
+    os.kill(victim, signal.SIGKILL)
+    _wait(lambda: not (metrics_dir / f"gauge_livesum_{victim}.db").exists(), 30,
+          "the master did not mark the killed worker dead")
+    _wait(lambda: len(app.http_worker_pids()) == 2, 30, "gunicorn did not replace the worker")
+    assert (metrics_dir / f"counter_{victim}.db").exists()
+    for _ in range(10):
+        assert requests.get(f"{url}/healthz", timeout=10).status_code == 200
+    for _ in range(4):
+        samples = scrape(url)
+        assert total(samples, "converter_http_requests_total", route="/healthz",
+                     status="200") == expected + 10
+        assert total(samples, "converter_engine_instances") == 1
 
-        victim = min(pids)
-        metrics_dir = data / "metrics"
-        assert (metrics_dir / f"gauge_livesum_{victim}.db").exists()
-        os.kill(victim, signal.SIGKILL)
-        _wait(lambda: not (metrics_dir / f"gauge_livesum_{victim}.db").exists(), 30,
-              "the master did not mark the killed worker dead")
-        _wait(lambda: total(scrape(url), "converter_engine_instances") == 4, 30,
-              "the replacement worker did not come up")
-        assert (metrics_dir / f"counter_{victim}.db").exists()
-        for _ in range(10):
-            assert requests.get(f"{url}/healthz", timeout=10).status_code == 200
-        for _ in range(4):
-            samples = scrape(url)
-            assert total(samples, "converter_http_requests_total", route="/healthz",
-                         status="200") == expected + 10
-            assert total(samples, "converter_engine_instances") == 4
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+    engine = app.engine_pid()
+    assert engine is not None and (metrics_dir / f"gauge_livesum_{engine}.db").exists()
+    os.kill(engine, signal.SIGKILL)
+    _wait(lambda: not (metrics_dir / f"gauge_livesum_{engine}.db").exists(), 30,
+          "the supervisor did not forget the killed engine's gauges")
+    _wait(lambda: requests.get(f"{url}/readyz", timeout=10).status_code == 200, 120,
+          "the engine did not come back")
+    samples = scrape(url)
+    assert total(samples, "converter_engine_instances") == 1
+    # The dead engine's counts are kept: the conversion it made still counts.
+    assert total(samples, "converter_engine_conversions_total") == 1
 
 
 def test_metrics_made_before_the_directory_is_set_are_refused(tmp_path: Path) -> None:
     """Serving after converter.metrics was imported would count per worker: it stops instead."""
     script = ("import converter.metrics\n"
-              "from converter.server import prepare_metrics_dir\n"
+              "from converter.supervisor import prepare_metrics_dir\n"
               f"prepare_metrics_dir(__import__('pathlib').Path({str(tmp_path)!r}))\n")
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env,

@@ -46,6 +46,7 @@ def _lock_engine_dir(root: Path) -> IO[bytes] | None:
 
 def engine(args: argparse.Namespace) -> int:
     """Start the pool, serve it until SIGTERM or SIGINT, then stop every LibreOffice."""
+    from converter.engine.instance import EngineStartError
     from converter.engine.pool import EnginePool
     from converter.engine.process import socket_path_for
     from converter.engine.rpc_server import EngineServer
@@ -61,7 +62,12 @@ def engine(args: argparse.Namespace) -> int:
         print("converter: another engine process already uses this CONVERTER_DATA_DIR "
               f"({cfg.data_path}); give each engine its own data directory", flush=True)
         return FAILED
-    pool = EnginePool(cfg)
+    try:
+        pool = EnginePool(cfg)
+    except EngineStartError as exc:
+        print(f"converter: the engine cannot start: {exc}", flush=True)
+        lock.close()
+        return FAILED
     if args.listen:
         server = EngineServer(pool, listen=args.listen)
     else:

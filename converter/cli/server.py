@@ -59,18 +59,20 @@ def _bootstrap(cfg: config_module.Config) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    """Start the engine pool and the HTTP server (creating the first key if none)."""
+    """Start the engine process and the HTTP server, and watch them until SIGTERM
+    (creating the first key if none)."""
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     cfg = config_module.load(**overrides)
     logs.configure(cfg.log_level, cfg.log_format)
     _bootstrap(cfg)
-    from converter.server import GunicornServer
+    from converter.supervisor import Supervisor
 
-    logger.info("serving http://%s:%d (data in %s); starting %d LibreOffice instances, "
-                "/readyz turns 200 when they answer", cfg.host, cfg.port, cfg.data_path,
-                cfg.workers)
-    GunicornServer(cfg).run()
-    return OK
+    engine = (f"engine at {cfg.engine_url}" if cfg.engine_url
+              else f"starting an engine process with {cfg.workers} LibreOffice instances")
+    logger.info("serving http://%s:%d with %d HTTP workers (data in %s); %s, "
+                "/readyz turns 200 when they answer", cfg.host, cfg.port, cfg.http_workers,
+                cfg.data_path, engine)
+    return Supervisor(cfg).run()
 
 
 def keys_create(args: argparse.Namespace) -> int:

@@ -11,6 +11,10 @@ from converter.client.errors import (
     ApiError,
     ClientError,
     Conflict,
+    ConnectorFailed,
+    ConnectorUnavailable,
+    DestinationExists,
+    ExportFailed,
     Forbidden,
     IdempotencyKeyInUse,
     InsufficientStorage,
@@ -35,7 +39,9 @@ from converter.client.errors import (
 from converter.client.transport import RetryPolicy
 
 __all__ = [
-    "ApiError", "Client", "ClientError", "Conflict", "Forbidden", "IdempotencyKeyInUse",
+    "ApiError", "Client", "ClientError", "Conflict", "ConnectorFailed",
+    "ConnectorUnavailable", "DestinationExists", "ExportFailed", "Forbidden",
+    "IdempotencyKeyInUse",
     "InsufficientStorage", "InvalidRequest", "MethodNotAllowed", "NotFound", "OneShot",
     "Overloaded", "PasswordIncorrect", "PasswordRequired", "PayloadTooLarge",
     "RateLimitExceeded", "RetryPolicy", "RunFailed", "ServerError", "ServiceUnreachable",

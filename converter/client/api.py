@@ -22,6 +22,7 @@ import requests
 
 from converter.client.automations import AutomationsMixin
 from converter.client.body import Document, MultipartBody, Progress, Source
+from converter.client.destinations import DestinationsMixin
 from converter.client.errors import RunFailed, ServiceUnreachable, WaitTimeout
 from converter.client.transport import RetryPolicy, Transport
 
@@ -47,7 +48,7 @@ def new_idempotency_key() -> str:
     return str(uuid.uuid4())
 
 
-class Client(AutomationsMixin):
+class Client(AutomationsMixin, DestinationsMixin):
     """A connection to one converter service with one API key."""
 
     def __init__(self, url: str, api_key: str, *, timeout: float = 300.0,

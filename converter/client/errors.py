@@ -56,6 +56,12 @@ class PasswordIncorrect(InvalidRequest):
     type_name = "password_incorrect"
 
 
+class ConnectorFailed(InvalidRequest):
+    """400: a connector's provider refused (bad credentials, no bucket, no right to write)."""
+
+    type_name = "connector_failed"
+
+
 class Unauthorized(ApiError):
     """401: missing, invalid or revoked API key."""
 
@@ -92,6 +98,12 @@ class IdempotencyKeyInUse(Conflict):
     type_name = "idempotency_key_in_use"
 
 
+class DestinationExists(Conflict):
+    """409: the export's name is taken at the destination and on_conflict is fail."""
+
+    type_name = "destination_exists"
+
+
 class PayloadTooLarge(ApiError):
     """413: the upload is larger than the server's CONVERTER_MAX_UPLOAD_MB."""
 
@@ -120,6 +132,12 @@ class UpstreamError(ServerError):
     """502: the engine failed or timed out mid-conversion; a retry usually succeeds."""
 
     type_name = "upstream_error"
+
+
+class ConnectorUnavailable(UpstreamError):
+    """502: a connector's provider could not be reached; a retry may succeed."""
+
+    type_name = "connector_unavailable"
 
 
 class Overloaded(ServerError):
@@ -152,6 +170,15 @@ class RunFailed(ClientError):
     def __init__(self, run: dict[str, Any]) -> None:
         super().__init__(f"run {run.get('id')} failed: {run.get('error') or 'no error given'}")
         self.run = run
+
+
+class ExportFailed(ClientError):
+    """An export ended with status ``failed``; ``export`` is its last JSON."""
+
+    def __init__(self, export: dict[str, Any]) -> None:
+        super().__init__(f"export {export.get('id')} failed: "
+                         f"{export.get('error') or 'no error given'}")
+        self.export = export
 
 
 class WaitTimeout(ClientError):

@@ -1,7 +1,7 @@
 """HTTP under the client: one requests session, retries with a cap, typed errors.
 
-Retried: connection errors, 429, 502 and 503, after the server's ``Retry-After`` when
-it gives one, else after an exponential backoff with jitter. Two caps bound the
+Retried: connection errors, 429, 502, 503 and 507 (the disk guard), after the server's
+``Retry-After`` when it gives one, else after an exponential backoff with jitter. Two caps bound the
 whole call: ``max_attempts`` and ``max_wait`` (total seconds slept). A Retry-After
 longer than what remains of ``max_wait`` ends the retries at once, so the caller
 gets the error (and its ``retry_after``) instead of a silent long sleep.
@@ -34,7 +34,7 @@ class RetryPolicy:
     max_wait: float = 60.0
     backoff: float = 0.5
     max_backoff: float = 8.0
-    statuses: frozenset[int] = frozenset({429, 502, 503})
+    statuses: frozenset[int] = frozenset({429, 502, 503, 507})
 
     def backoff_delay(self, attempt: int) -> float:
         """Delay before retry number ``attempt`` (1-based) when the server gave none."""

@@ -75,6 +75,9 @@ artifacts = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     # Which path made it: libreoffice, openpyxl (the xlsx CSV fast path) or pdf2image.
     Column("produced_by", String(16)),
+    # The same conversion keyed by the file's owner and bytes instead of its id, so a
+    # second upload of those bytes by that owner finds it (null: not content-cached).
+    Column("content_key", String(64)),
     UniqueConstraint("cache_key", name="uq_artifacts_cache_key"),
 )
 
@@ -95,6 +98,23 @@ content_artifacts = Table(
 )
 Index("ix_content_artifacts_workspace", content_artifacts.c.workspace)
 Index("ix_artifacts_file", artifacts.c.file_id)
+Index("ix_artifacts_content_key", artifacts.c.content_key)
+
+# Single-flight across processes and replicas: one row per conversion in flight, held
+# by its leader's token while ``expires_at`` is renewed. A leader that fails on the
+# document leaves the row ``failed`` with the error until ``expires_at``, so the
+# requests waiting for it (and repeats just after) get that answer without the engine.
+conversion_claims = Table(
+    "conversion_claims", metadata,
+    Column("cache_key", String(64), primary_key=True),
+    Column("owner", String(80), nullable=False),
+    Column("state", String(16), nullable=False),  # running | failed
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("error_type", String(64)),
+    Column("error_message", Text),
+    Column("error_details", Text),  # JSON object
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
 
 runs = Table(
     "runs", metadata,

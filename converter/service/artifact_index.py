@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from converter.db.engine import utcnow
 from converter.db.schema import artifacts, content_artifacts
+from converter.errors import NotFound
 from converter.storage import Storage
 
 
@@ -50,22 +51,31 @@ class ArtifactIndex(Protocol):
         """Where the object of a new artifact goes."""
         ...
 
-    def record(self, key: str, artifact: Artifact, options: dict[str, Any]) -> Artifact:
+    def record(self, key: str, artifact: Artifact, options: dict[str, Any],
+               content_key: str | None = None) -> Artifact:
         """Insert the row of a stored artifact (or return the row another replica wrote)."""
+        ...
+
+    def donor(self, content_key: str) -> Artifact | None:
+        """An artifact of another source with the same owner, bytes, format and options."""
         ...
 
 
 # Built once: the cache-hit path runs it on every repeat call.
 _LOOKUP = select(artifacts).where(artifacts.c.cache_key == bindparam("key"))
+_DONOR = select(artifacts).where(artifacts.c.content_key == bindparam("content"),
+                                artifacts.c.file_id != bindparam("file_id")).limit(1)
 _LOOKUP_CONTENT = select(content_artifacts).where(
     content_artifacts.c.cache_key == bindparam("key"))
 
 
 def present(storage: Storage, storage_key: str) -> bool:
-    """Whether an artifact's object is there (local: a stat; remote: trusted to the row)."""
+    """Whether an artifact's object is there (local: a stat; S3: a HEAD request)."""
     local = storage.local_path(storage_key)
-    # A missing remote object shows up as a failed download rather than a slow hit.
-    return local.exists() if local is not None else True
+    # On S3 a hit costs one HEAD (a round trip inside the region): a row that outlived
+    # its object (a lifecycle rule, a hand delete) then converts again instead of
+    # handing out a link to nothing.
+    return local.exists() if local is not None else storage.exists(storage_key)
 
 
 def forget(db: Engine, table: Table, which: ColumnElement[bool]) -> None:
@@ -109,7 +119,8 @@ class FileArtifacts:
         """artifacts/<file id>/<cache key>.<ext>: deleting the file deletes the prefix."""
         return f"artifacts/{self.file_id}/{key}.{extension}"
 
-    def record(self, key: str, artifact: Artifact, options: dict[str, Any]) -> Artifact:
+    def record(self, key: str, artifact: Artifact, options: dict[str, Any],
+               content_key: str | None = None) -> Artifact:
         """Insert the row of a stored artifact (or return the row another replica wrote)."""
         made = Artifact(**{**artifact.__dict__, "id": "art_" + secrets.token_hex(12),
                            "file_id": self.file_id})
@@ -117,8 +128,19 @@ class FileArtifacts:
             id=made.id, file_id=self.file_id, source_id=made.source_id, cache_key=key,
             format=made.format, options=json.dumps(options, sort_keys=True),
             media_type=made.media_type, storage_key=made.storage_key,
-            size_bytes=made.size_bytes, produced_by=made.produced_by, created_at=utcnow())
+            size_bytes=made.size_bytes, produced_by=made.produced_by, created_at=utcnow(),
+            content_key=content_key)
         return _insert_once(self.db, row, made, lambda: self.lookup(key))
+
+    def donor(self, content_key: str) -> Artifact | None:
+        """An artifact another file of the same owner made from the same bytes and plan.
+
+        Rows go with their file, so a donor is a live file's; one deleted after this
+        read makes the copy fail as ObjectMissing, which the caller treats as a miss.
+        """
+        with self.db.connect() as conn:
+            row = conn.execute(_DONOR, {"content": content_key, "file_id": self.file_id}).first()
+        return None if row is None else file_artifact(row)
 
 
 class ContentArtifacts:
@@ -149,7 +171,8 @@ class ContentArtifacts:
         """content/<cache key>.<ext>: the key already binds workspace, bytes and options."""
         return f"content/{key}.{extension}"
 
-    def record(self, key: str, artifact: Artifact, options: dict[str, Any]) -> Artifact:
+    def record(self, key: str, artifact: Artifact, options: dict[str, Any],
+               content_key: str | None = None) -> Artifact:
         """Insert the row of a stored artifact (or return the row another replica wrote)."""
         row = insert(content_artifacts).values(
             cache_key=key, workspace=self.workspace, sha256=self.sha256,
@@ -159,6 +182,14 @@ class ContentArtifacts:
             created_at=utcnow())
         made = Artifact(**{**artifact.__dict__, "id": "cnt_" + key[:24]})
         return _insert_once(self.db, row, made, lambda: self.lookup(key))
+
+    def donor(self, content_key: str) -> Artifact | None:
+        """None: the key already is the content (workspace, sha256, format, options)."""
+        return None
+
+
+class SourceGone(NotFound):
+    """The artifact's file was deleted between the conversion's start and its record."""
 
 
 def _insert_once(db: Engine, row: Insert, made: Artifact,
@@ -173,6 +204,9 @@ def _insert_once(db: Engine, row: Insert, made: Artifact,
     except IntegrityError:
         existing = lookup()
         if existing is None:
-            raise
+            # Not a duplicate key, so the foreign key failed: the file was deleted while
+            # it was being converted. Its client learns that, instead of a 500.
+            raise SourceGone("The file was deleted while it was being converted",
+                             field="file_id") from None
         return existing
     return made

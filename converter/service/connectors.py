@@ -153,13 +153,13 @@ class ConnectorService:
                 export_defaults.c.connector_id == row.id).values(connector_id=None))
 
     # ------------------------------------------------------------------ reads
-    def _row(self, workspace: str, connector_id: str) -> Row[Any]:
+    def _row(self, workspace: str, connector_id: str, field: str = "connector_id"
+             ) -> Row[Any]:
         with self.db.connect() as conn:
             row = conn.execute(select(connectors).where(
                 connectors.c.id == connector_id, connectors.c.workspace == workspace)).first()
         if row is None:
-            raise NotFound(f"No connector {connector_id!r} in this workspace",
-                           field="connector_id")
+            raise NotFound(f"No connector {connector_id!r} in this workspace", field=field)
         return row
 
     def _load(self, row: Row[Any]) -> Connector:
@@ -197,9 +197,10 @@ class ConnectorService:
         }
 
     # ------------------------------------------------------------------ providers
-    def provider(self, workspace: str, connector_id: str) -> Provider:
+    def provider(self, workspace: str, connector_id: str, field: str = "connector_id"
+                 ) -> Provider:
         """A live provider for a connector of workspace (exports and automations use this)."""
-        stored = self._load(self._row(workspace, connector_id))
+        stored = self._load(self._row(workspace, connector_id, field))
         return registry.open_provider(stored.provider, stored.config,
                                       self.box.open(stored.sealed), self.settings)
 

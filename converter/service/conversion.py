@@ -1,4 +1,10 @@
-"""Conversions: matrix check → cache lookup → single-flight → make → atomic store."""
+"""Conversions: matrix check → cache lookup (file, then content) → single-flight → make → store.
+
+The content cache: a stored file's artifacts are also keyed by its owner and its
+bytes (``content_identity``), so a second upload of the same bytes by the same owner
+converts from the cache: the artifact is copied under the new file, which then owns
+it like one it made (deleted with it, never with the first file).
+"""
 
 from __future__ import annotations
 
@@ -39,22 +45,24 @@ from converter.service.artifact_index import (
     Artifact,
     ArtifactIndex,
     FileArtifacts,
+    SourceGone,
     file_artifact,
     present,
 )
+from converter.service.claims import Claims
 from converter.service.csv_export import CsvExporter
 from converter.service.files import FileRecord, FileService
 from converter.service.intake import with_extension
 from converter.service.principal import Principal
 from converter.service.production import Demand, Made, Producer, estimate_cost
+from converter.service.shared_flight import SharedFlight
 from converter.service.signing import Grant, Signer
-from converter.service.singleflight import SingleFlight
-from converter.storage import Storage, StorageError
+from converter.storage import ObjectMissing, Storage, StorageError
 
 logger = logging.getLogger("converter.conversion")
 
 __all__ = ["Artifact", "Conversion", "ConversionService", "Link", "Subject", "cache_key",
-           "tenant_of"]
+           "content_identity", "tenant_of"]
 
 
 class ConversionEngine(Protocol):
@@ -86,6 +94,9 @@ class Subject:
     tenant: Tenant = ANONYMOUS
     # Page count of the source when known (a file's metadata): part of the cost estimate.
     pages: int | None = None
+    # Who owns these bytes and their sha256 (content_identity), when artifacts made from
+    # them may be shared with the owner's other uploads of them; None: never shared.
+    content_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +114,17 @@ class Link:
 
     url: str
     expires_at: datetime
+
+
+def content_identity(record: FileRecord) -> str:
+    """The owner of a file's bytes and their sha256: what its content cache is keyed by.
+
+    The owner is the user for personal files and the workspace for workspace files, so
+    an upload never learns (from ``cached``) what bytes another owner holds.
+    """
+    owner = (f"workspace:{record.workspace}" if record.scope == "workspace"
+             else f"user:{record.workspace}:{record.owner}")
+    return f"files:{owner}:sha256:{record.sha256}"
 
 
 def cache_key(source_id: str, target: str, options: dict[str, Any],
@@ -124,7 +146,8 @@ class ConversionService:
 
     def __init__(self, db: Engine, storage: Storage, matrix: Matrix, engine: ConversionEngine,
                  files: FileService, signer: Signer, url_ttl: int, timeout: float,
-                 max_png_pages: int = 200, disk: DiskGuard | None = None) -> None:
+                 max_png_pages: int = 200, disk: DiskGuard | None = None,
+                 flight_lease: float = 5.0) -> None:
         self.db = db
         # No paths: nothing is refused in advance, only writes that run out of space.
         self.disk = disk or DiskGuard((), 0)
@@ -137,7 +160,7 @@ class ConversionService:
         self.timeout = timeout
         self.producer = Producer(engine, max_png_pages)
         self.csv = CsvExporter(self.producer)
-        self.flight: SingleFlight[Artifact] = SingleFlight()
+        self.flight: SharedFlight[Artifact] = SharedFlight(Claims(db, flight_lease))
         self._lock = threading.Lock()
         self.cache_hits = 0
         # Which path made each artifact: libreoffice, openpyxl, pdf2image (for /metrics).
@@ -168,7 +191,8 @@ class ConversionService:
             index=FileArtifacts(self.db, self.storage, record.id), record=record,
             sheets=record.sheets if own else None,
             learn=(lambda **found: self.files.learn(record, **found)) if own else (
-                lambda **_found: None), tenant=tenant, pages=record.pages if own else None)
+                lambda **_found: None), tenant=tenant, pages=record.pages if own else None,
+            content_id=content_identity(record) if own else None)
         return self.run(subject, plan, deadline)
 
     def run(self, subject: Subject, plan: ExportPlan, deadline: float) -> Conversion:
@@ -191,25 +215,29 @@ class ConversionService:
             raise PasswordRequired(
                 "The document is encrypted: send its password as options.password",
                 field="options.password")
-        tag = self._password_tag(subject.source_id, plan.password) if subject.encrypted else ""
-        key = cache_key(subject.source_id, plan.target, plan.options, tag)
-        found = subject.index.lookup(key)
+        key = self._key(subject.source_id, subject, plan)
+        content = self._key(subject.content_id, subject, plan) if subject.content_id else None
+
+        def lookup() -> Artifact | None:
+            found = subject.index.lookup(key)
+            if found is None and content is not None:
+                found = self._adopt(subject, key, content, plan)
+            return found
+
+        found = lookup()
         if found is not None:
             with self._lock:
                 self.cache_hits += 1
             metrics.CACHE_HITS.inc()
             return Conversion(found, cached=True, record=subject.record)
         metrics.CACHE_MISSES.inc()
-
-        def work() -> Artifact:
-            again = subject.index.lookup(key)
-            if again is not None:
-                return again
-            return self._make(subject, plan, key, deadline)
-
-        artifact, _leader = self.flight.run(
-            key, work, timeout=deadline - time.monotonic(),
-            on_timeout=lambda: ConversionTimeout(
+        # Threads meet on the file's own key; processes and replicas on the content key
+        # when there is one, so identical bytes of one owner convert once however many
+        # files hold them (the others adopt the artifact once it is recorded).
+        artifact = self.flight.run(
+            key, content or key, lookup, lambda: self._make(subject, plan, key, content,
+                                                            deadline),
+            deadline, on_timeout=lambda: ConversionTimeout(
                 "Conversion exceeded CONVERTER_CONVERSION_TIMEOUT while waiting for an "
                 "identical conversion"))
         return Conversion(artifact, cached=False, record=subject.record)
@@ -239,13 +267,39 @@ class ConversionService:
         return with_extension(record.filename, extension_of(target, media_type))
 
     # ------------------------------------------------------------------ internals
+    def _key(self, source_id: str, subject: Subject, plan: ExportPlan) -> str:
+        tag = self._password_tag(source_id, plan.password) if subject.encrypted else ""
+        return cache_key(source_id, plan.target, plan.options, tag)
+
+    def _adopt(self, subject: Subject, key: str, content: str,
+               plan: ExportPlan) -> Artifact | None:
+        """Copy the artifact another file of the same owner and bytes has, as this file's."""
+        donor = subject.index.donor(content)
+        if donor is None:
+            return None
+        extension = donor.storage_key.rsplit(".", 1)[-1]
+        storage_key = subject.index.storage_key(key, extension)
+        self.disk.check()
+        with self.engine.scratch() as scratch:
+            local = scratch / f"adopted.{extension}"
+            try:
+                self.storage.download_to(donor.storage_key, local)
+            except ObjectMissing:
+                return None  # its file was deleted meanwhile (or the object lost): convert
+            size = self.storage.put_file(storage_key, local, donor.media_type)
+        # Its own copy, so deleting either file never breaks the other's artifact.
+        mine = replace(donor, id="", file_id="", source_id=subject.source_id,
+                       storage_key=storage_key, size_bytes=size)
+        return self._record(subject, key, mine, plan.options, content)
+
     def _password_tag(self, source_id: str, password: str | None) -> str:
         if not password:
             return ""
         return hmac.new(self.signer.secret, f"password\0{source_id}\0{password}".encode(),
                         hashlib.sha256).hexdigest()
 
-    def _make(self, subject: Subject, plan: ExportPlan, key: str, deadline: float) -> Artifact:
+    def _make(self, subject: Subject, plan: ExportPlan, key: str, content: str | None,
+              deadline: float) -> Artifact:
         # Cache hits never get here: answering from artifacts already stored writes nothing.
         self.disk.check()
         with self.engine.scratch() as scratch:
@@ -273,7 +327,17 @@ class ConversionService:
         artifact = Artifact(id="", file_id="", source_id=subject.source_id, format=plan.target,
                             media_type=made.media_type, storage_key=storage_key,
                             size_bytes=size, produced_by=made.produced_by)
-        return subject.index.record(key, artifact, plan.options)
+        return self._record(subject, key, artifact, plan.options, content)
+
+    def _record(self, subject: Subject, key: str, artifact: Artifact, options: dict[str, Any],
+                content: str | None) -> Artifact:
+        """Record a stored artifact; if its file was deleted meanwhile, drop the object too."""
+        try:
+            return subject.index.record(key, artifact, options, content)
+        except SourceGone:
+            # The file's delete already removed its prefix; this object came after it.
+            self.storage.delete(artifact.storage_key)
+            raise
 
     def _produce(self, subject: Subject, plan: ExportPlan, scratch: Path,
                  deadline: float) -> Made:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from converter.connectors.delivery import validate_on_conflict
 from converter.connectors.paths import normalize_subpath
@@ -66,6 +67,10 @@ class DefaultsStore:
         if "destination_connector_id" not in body:
             raise InvalidRequest("destination_connector_id is required (null clears the "
                                  "default)", field="destination_connector_id")
+        for name in ("destination_subpath", "on_conflict"):
+            if name in body and body[name] is None:
+                raise InvalidRequest(f"{name} must not be null; leave it out for the default",
+                                     field=name)
         connector_id = body["destination_connector_id"]
         if connector_id is not None and (not isinstance(connector_id, str)
                                          or not self.connector_exists(principal.workspace,
@@ -76,13 +81,19 @@ class DefaultsStore:
         on_conflict = validate_on_conflict(body.get("on_conflict"))
         values = {"connector_id": connector_id, "subpath": subpath,
                   "on_conflict": on_conflict, "updated_at": utcnow()}
-        with self.db.begin() as conn:
-            if connector_id is None:
-                conn.execute(delete(export_defaults).where(
-                    export_defaults.c.workspace == principal.workspace))
-            elif conn.execute(update(export_defaults).where(
-                    export_defaults.c.workspace == principal.workspace)
-                    .values(**values)).rowcount == 0:
-                conn.execute(insert(export_defaults).values(workspace=principal.workspace,
-                                                            **values))
+        mine = export_defaults.c.workspace == principal.workspace
+        if connector_id is None:
+            with self.db.begin() as conn:
+                conn.execute(delete(export_defaults).where(mine))
+            return self.render(principal)
+        try:
+            with self.db.begin() as conn:
+                if conn.execute(update(export_defaults).where(mine)
+                                .values(**values)).rowcount == 0:
+                    conn.execute(insert(export_defaults).values(
+                        workspace=principal.workspace, **values))
+        except IntegrityError:
+            # Another key of the workspace inserted it first: last writer wins, as an update.
+            with self.db.begin() as conn:
+                conn.execute(update(export_defaults).where(mine).values(**values))
         return self.render(principal)

@@ -103,7 +103,7 @@ class Producer:
                                    "no output to export")
             record = file_record(found)
             artifact = self.conversions.artifact(found.artifact_id)
-            if artifact.format != row.format:
+            if row.format and artifact.format != row.format:
                 plan = self.matrix.plan(artifact.format, row.format, options)
                 artifact = self.conversions.produce(record, artifact.id, artifact.storage_key,
                                                     plan, deadline, tenant).artifact

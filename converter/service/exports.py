@@ -84,6 +84,10 @@ def check_body(body: Any, allowed: tuple[str, ...] = _FIELDS) -> dict[str, Any]:
     if unknown:
         raise InvalidRequest(f"Unknown field {unknown[0]!r}; accepted fields: "
                              f"{', '.join(allowed)}", field=unknown[0])
+    nulls = sorted(name for name, value in body.items() if value is None)
+    if nulls:
+        raise InvalidRequest(f"{nulls[0]} must not be null; leave it out instead",
+                             field=nulls[0])
     if body.get("options") is not None and not isinstance(body["options"], dict):
         raise InvalidRequest("options must be a JSON object", field="options")
     if body.get("format") is not None and not isinstance(body["format"], str):
@@ -151,13 +155,18 @@ class ExportService:
         return Source(kind, row.id, row.format, row.workspace, row.scope)
 
     def _target(self, sources: list[Source], body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        """The export's format and normalised options, checked against every source."""
+        """The export's format and normalised options, checked against every source.
+
+        Runs exported without a format deliver their own outputs as they are ("").
+        """
         target = body.get("format") or ""
         options = body.get("options") or {}
-        if not target and all(s.kind == "run_id" for s in sources):
-            formats = {s.format for s in sources}
-            if len(formats) == 1:
-                target = formats.pop()  # the run's own output, as it is
+        if not target:
+            if not all(s.kind == "run_id" for s in sources):
+                raise InvalidRequest("format is required to export a file", field="format")
+            if options:
+                raise InvalidRequest("options need a format to convert to", field="options")
+            return "", {}
         normalised: dict[str, Any] = {}
         for source in sources:
             if source.kind == "run_id" and target == source.format:
@@ -168,8 +177,6 @@ class ExportService:
             plan = self.matrix.plan(source.format, target, options)
             refuse_password(plan)
             normalised = plan.options
-        if not target:
-            raise InvalidRequest("format is required", field="format")
         return target, normalised
 
     def create(self, principal: Principal, body: Any, idempotency_key: str | None,
@@ -283,7 +290,7 @@ class ExportService:
             "run_id": None if multiple else sources[0].get("run_id"),
             "file_id": None if multiple else sources[0].get("file_id"),
             "run_ids": [s["run_id"] for s in sources] if multiple else None,
-            "bundle": row.bundle, "format": row.format, "options": json.loads(row.options),
+            "bundle": row.bundle, "format": row.format or None, "options": json.loads(row.options),
             "destination_connector_id": row.connector_id,
             "destination_subpath": row.subpath if row.connector_id else None,
             "on_conflict": row.on_conflict, "error": row.error, "attempts": row.attempts,

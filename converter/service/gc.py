@@ -6,7 +6,8 @@
   again; originals that are missing are only reported (the upload is the user's,
   and a storage misconfiguration must not erase every file's row);
 - stale scratch, upload spool and instance profile directories;
-- expired leases (the cleanup lease of a dead replica, runs of a dead worker);
+- expired leases (the cleanup lease of a dead replica, runs of a dead worker) and
+  conversion claims (of a dead leader, or failures no longer shared);
 - Idempotency-Keys older than their 24-hour window.
 """
 
@@ -25,6 +26,7 @@ from sqlalchemy import Column, Engine, Table, delete, select, union_all
 from converter.db.engine import utcnow
 from converter.db.schema import artifacts, content_artifacts, files
 from converter.engine.leftovers import stale_instances, stale_scratch
+from converter.service.claims import expired_claims
 from converter.service.idempotency import IdempotencyStore
 from converter.service.leases import expired_holds
 from converter.service.run_worker import requeue_abandoned
@@ -65,6 +67,7 @@ class Collector:
         self.missing(sweep)
         self.leftovers(sweep)
         sweep.tally("leases", expired_holds(self.db, sweep.dry_run))
+        sweep.tally("flight_claims", expired_claims(self.db, sweep.dry_run))
         sweep.tally("abandoned_runs", requeue_abandoned(self.db, sweep.dry_run))
         sweep.tally("idempotency_keys",
                     self.idempotency.purge_expired(force=True, dry_run=sweep.dry_run))

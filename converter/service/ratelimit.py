@@ -1,14 +1,36 @@
-"""Per-key request budgets for the synchronous endpoints (a sliding window per process)."""
+"""Per-key request budgets for the synchronous endpoints, shared by every process of a host.
+
+Each key's budget is one row in a small SQLite file in the data directory
+(``ratelimit.db``, WAL), updated by the generic cell rate algorithm (GCRA): the
+row holds the key's "theoretical arrival time", so a key may spend its whole
+budget in a burst and then one request per ``window / limit`` seconds. One row
+and one short write transaction per request, whatever the budget.
+
+Why a file of its own on the host rather than the metadata database: the
+budget is checked on every request, cache hits included, so it must cost
+microseconds; a round trip to PostgreSQL, or a write under the metadata
+SQLite's single lock that uploads and run claims wait on, would not. The price
+is that replicas on other hosts keep budgets of their own (a key may spend its
+budget once per host), as they did per process before.
+"""
 
 from __future__ import annotations
 
+import logging
 import math
+import random
+import sqlite3
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 
 from converter.errors import RateLimitExceeded
+
+logger = logging.getLogger("converter")
+
+# Rows of keys whose budget is full again are removed on about one request in this many.
+PRUNE_EVERY = 1000
 
 
 @dataclass(frozen=True)
@@ -21,30 +43,76 @@ class Budget:
 
 
 class RateLimiter:
-    """Allows ``limit`` requests per key per ``window`` seconds."""
+    """Allows ``limit`` requests per key per ``window`` seconds, across processes."""
 
-    def __init__(self, limit: int, window: float = 60.0) -> None:
+    def __init__(self, limit: int, path: Path, window: float = 60.0) -> None:
         self.limit = limit
         self.window = window
-        self._hits: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
+        self.path = path
+        self._local = threading.local()
+        self._connect()  # creates the table now: a broken data directory fails at start
+
+    def _connect(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            # Budgets are not worth an fsync: losing the last second of them in a power
+            # cut only gives keys some budget back.
+            conn.execute("PRAGMA synchronous=OFF")
+            conn.execute("CREATE TABLE IF NOT EXISTS budgets "
+                         "(key TEXT PRIMARY KEY, tat REAL NOT NULL)")
+            self._local.conn = conn
+        return conn
 
     def hit(self, key: str, now: float | None = None) -> Budget:
         """Count one request; raise RateLimitExceeded when the budget is spent."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            hits = self._hits.setdefault(key, deque())
-            while hits and hits[0] <= now - self.window:
-                hits.popleft()
-            reset = math.ceil(hits[0] + self.window - now) if hits else math.ceil(self.window)
-            if len(hits) >= self.limit:
-                error = RateLimitExceeded(
-                    f"Rate limit of {self.limit} requests per {self.window:g}s exceeded; "
-                    f"retry in {reset}s", retry_after=max(1, reset))
-                error.headers.update(headers(Budget(self.limit, 0, max(1, reset))))
-                raise error
-            hits.append(now)
-            return Budget(self.limit, self.limit - len(hits), max(1, reset))
+        now = time.time() if now is None else now
+        interval = self.window / self.limit
+        tolerance = self.window - interval
+        try:
+            tat = self._advance(key, now, interval, tolerance)
+        except sqlite3.Error as exc:
+            # The budget protects the service; it is not worth refusing requests over.
+            logger.warning("rate limit store %s failed (%s); request let through. "
+                           "Check that CONVERTER_DATA_DIR is writable", self.path, exc)
+            return Budget(self.limit, self.limit, math.ceil(self.window))
+        if tat is None:
+            raise self._refusal(key, now, interval, tolerance)
+        ahead = tat - now
+        remaining = max(0, min(self.limit, math.floor((tolerance - ahead) / interval) + 1))
+        return Budget(self.limit, remaining, max(1, math.ceil(ahead)))
+
+    def _advance(self, key: str, now: float, interval: float,
+                 tolerance: float) -> float | None:
+        """Spend one request of key's budget: its new arrival time, or None if refused."""
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT tat FROM budgets WHERE key = ?", (key,)).fetchone()
+            tat = max(float(row[0]) if row else now, now)
+            if tat - now > tolerance + 1e-9:
+                return None
+            conn.execute("INSERT INTO budgets (key, tat) VALUES (?, ?) ON CONFLICT(key) "
+                         "DO UPDATE SET tat = excluded.tat", (key, tat + interval))
+            if random.randrange(PRUNE_EVERY) == 0:  # noqa: S311 - not for security
+                conn.execute("DELETE FROM budgets WHERE tat < ?", (now,))
+            return tat + interval
+        finally:
+            conn.execute("COMMIT")
+
+    def _refusal(self, key: str, now: float, interval: float,
+                 tolerance: float) -> RateLimitExceeded:
+        row = self._connect().execute("SELECT tat FROM budgets WHERE key = ?",
+                                      (key,)).fetchone()
+        tat = float(row[0]) if row else now
+        retry = max(1, math.ceil(tat - now - tolerance))
+        error = RateLimitExceeded(
+            f"Rate limit of {self.limit} requests per {self.window:g}s exceeded "
+            f"(CONVERTER_REQUESTS_PER_MINUTE); retry in {retry}s", retry_after=retry)
+        error.headers.update(headers(Budget(self.limit, 0, retry)))
+        return error
 
 
 def headers(budget: Budget) -> dict[str, str]:

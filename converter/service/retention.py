@@ -48,9 +48,9 @@ class RunRecords:
 
 
 # Runs and what is made from them; the Idempotency-Key rows of exports go with them
-# because remember() is given the export's id. Automation history expires too; its claims
-# never do, since a done claim is what keeps a file still in the watched folder from being
-# converted again.
+# because remember() is given the export's id. Automation history expires too; its
+# claims never do, since a done claim is what keeps a file still in the watched folder
+# from being converted again.
 RUN_RECORDS: tuple[RunRecords, ...] = (RunRecords(runs, runs.c.completed_at),
                                        RunRecords(exports, exports.c.completed_at),
                                        RunRecords(automation_events, automation_events.c.at,

@@ -152,6 +152,9 @@ class RunWorker:
         self.retry_base = retry_base
         self.on_finished: list[Callable[[], None]] = []
         self._stop = threading.Event()
+        # Set at SIGTERM: no new claims, while runs in progress may still finish.
+        self._draining = threading.Event()
+        self._drain_deadline: float | None = None
         self._wake = threading.Event()
         self._active: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -174,11 +177,22 @@ class RunWorker:
         """A run was created in this process: claim it now instead of at the next poll."""
         self._wake.set()
 
-    def stop(self, drain: float = 5.0) -> None:
-        """Stop claiming, give runs in progress a moment, then hand the rest back."""
-        self._stop.set()
+    def begin_drain(self, deadline: float) -> None:
+        """Claim no more runs; those in progress may finish until deadline (monotonic)."""
+        self._drain_deadline = deadline
+        self._draining.set()
         self._wake.set()
-        deadline = time.monotonic() + drain
+
+    def stop(self, drain: float = 5.0) -> None:
+        """Stop claiming, give runs in progress until the drain deadline (or drain seconds),
+        then hand the rest back to the queue, so another process claims them at once."""
+        self._draining.set()
+        self._wake.set()
+        deadline = self._drain_deadline or time.monotonic() + drain
+        workers = [t for t in self._threads if t.name != "run-lease"]
+        for thread in workers:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        self._stop.set()
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         with self._lock:
@@ -197,7 +211,7 @@ class RunWorker:
             return list(self._active.values())
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
+        while not self._stop.is_set() and not self._draining.is_set():
             try:
                 claim = claim_next(self.db, new_token(), self.lease_seconds)
             except Exception:  # the loop must outlive a database hiccup
@@ -205,6 +219,8 @@ class RunWorker:
                 self._stop.wait(1.0)
                 continue
             if claim is None:
+                if self._draining.is_set():
+                    break
                 self._wake.wait(self.poll)
                 self._wake.clear()
                 continue

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -77,8 +78,15 @@ def load_secret(configured: str, data_dir: Path) -> bytes:
         return path.read_bytes().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_hex(32).encode("ascii")
-    tmp = path.with_suffix(".tmp")
+    # Several HTTP workers may get here at once: each writes its own temporary file and
+    # links it into place, which fails for all but the first, so they all read one secret.
+    tmp = path.with_name(f"secret.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     tmp.write_bytes(secret)
     tmp.chmod(0o600)
-    tmp.replace(path)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
     return path.read_bytes().strip()

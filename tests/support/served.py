@@ -31,10 +31,14 @@ def free_port() -> int:
 
 
 class ServedApp:
-    """Starts `converter serve` with its own data directory and API key."""
+    """Starts `converter serve` with its own data directory and API key.
+
+    As deployed by default: an engine process with ``workers`` LibreOffice instances
+    and ``http_workers`` gunicorn worker processes in front of it.
+    """
 
     def __init__(self, data_dir: Path, env: dict[str, str] | None = None,
-                 workers: int = 2) -> None:
+                 workers: int = 2, http_workers: int = 2) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -45,6 +49,7 @@ class ServedApp:
             "CONVERTER_PORT": str(self.port),
             "CONVERTER_BOOTSTRAP_KEY": self.key,
             "CONVERTER_WORKERS": str(workers),
+            "CONVERTER_HTTP_WORKERS": str(http_workers),
             "CONVERTER_LOG_LEVEL": "WARNING",
         })
         self.env.update(env or {})
@@ -149,6 +154,34 @@ class ServedApp:
             if "converter.engine.bridge" in args and any(marker in a for a in args):
                 found[pid] = int(args[args.index("--rpc-port") + 1])
         return found
+
+    def children(self, pid: int | None = None) -> list[tuple[int, list[str]]]:
+        """Direct children of pid (default: the `converter serve` process), with argv."""
+        parent = pid if pid is not None else (self.proc.pid if self.proc else -1)
+        found = []
+        for child, args in _cmdlines():
+            try:
+                stat = Path(f"/proc/{child}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+                found.append((child, args))
+        return found
+
+    def engine_pid(self) -> int | None:
+        """The engine process `converter serve` runs now, if any."""
+        pids = [p for p, args in self.children() if "engine" in args and "--socket" in args]
+        return pids[0] if pids else None
+
+    def gunicorn_pid(self) -> int | None:
+        """The gunicorn master `converter serve` runs now, if any."""
+        pids = [p for p, args in self.children() if "converter.server" in args]
+        return pids[0] if pids else None
+
+    def http_worker_pids(self) -> list[int]:
+        """The gunicorn worker processes serving HTTP now."""
+        master = self.gunicorn_pid()
+        return sorted(p for p, _ in self.children(master)) if master else []
 
     @property
     def scratch_root(self) -> Path:

@@ -1,0 +1,210 @@
+"""Several HTTP workers in front of one engine process: failures stay where they happen.
+
+Every test runs the real default server (`converter serve`: a supervisor, an engine
+process on a Unix socket, gunicorn with two workers) and kills real processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.support.served import CONVERTER, REPO, ServedApp, free_port
+
+pytestmark = pytest.mark.engine
+
+SLOW = "odt/OpenDocument-v1.2-os-part1.odt"  # about 13 s to PDF on an idle core
+CLOSE = {"Connection": "close"}  # no idle keep-alive connection is left on a worker
+
+
+def _wait(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out after {timeout}s: {what}"
+        time.sleep(0.1)
+
+
+def _established(pid: int, port: int) -> int:
+    """How many TCP connections to port the process holds open (it serves them)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            link = os.readlink(fd)
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == "01" and fields[9] in inodes:
+                count += 1
+    return count
+
+
+def _convert_in_background(app: ServedApp, file_id: str, page: int,
+                           results: list[Any]) -> threading.Thread:
+    def call() -> None:
+        try:
+            response = requests.post(f"{app.url}/v1/files/{file_id}/convert",
+                                     headers={"X-API-Key": app.key, **CLOSE},
+                                     data={"format": "pdf", "page_range": str(page)},
+                                     timeout=300)
+            results.append(response.status_code)
+        except requests.RequestException as exc:
+            results.append(type(exc).__name__)
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_kill_9_of_an_http_worker_affects_only_its_own_requests(
+        serve: type[ServedApp], corpus: Path) -> None:
+    """Conversions in flight on the other worker complete; the engine keeps converting;
+    gunicorn replaces the dead worker."""
+    app = serve(workers=2, http_workers=2).start()
+    engine = app.engine_pid()
+    file_id = app.request("POST", "/v1/files", headers=CLOSE,
+                          files={"file": (corpus / SLOW).open("rb")}).json()["id"]
+    workers = app.http_worker_pids()
+    assert len(workers) == 2, workers
+    results: list[Any] = []
+    threads = []
+    # Distinct page ranges are distinct conversions (no single-flight): keep sending until
+    # both workers hold a request, since which worker accepts a connection is up to them.
+    for page in range(1, 13):
+        threads.append(_convert_in_background(app, file_id, page, results))
+        time.sleep(0.3)
+        held = {pid: _established(pid, app.port) for pid in workers}
+        if len(threads) >= 2 and all(held.values()):
+            break
+    assert all(held.values()), f"requests did not reach both workers: {held}"
+    victim = workers[0]
+    os.kill(victim, signal.SIGKILL)
+    for thread in threads:
+        thread.join(300)
+    codes = [r for r in results if isinstance(r, int)]
+    lost = [r for r in results if not isinstance(r, int)]
+    # Only the victim's own requests lost their connection; every other one converted.
+    assert codes and set(codes) == {200}, results
+    assert len(lost) >= held[victim] and len(codes) >= held[workers[1]], (results, held)
+    assert app.engine_pid() == engine, "the engine process was restarted"
+    _wait(lambda: len(app.http_worker_pids()) == 2 and victim not in app.http_worker_pids(),
+          30, "gunicorn to replace the killed worker")
+    again = app.convert(app.upload_ok(corpus / "docx/SampleDoc.docx")["id"], "pdf")
+    assert again.status_code == 200, again.text
+
+
+def test_kill_9_of_the_engine_is_survived_and_readyz_follows_it(
+        serve: type[ServedApp], corpus: Path) -> None:
+    """The supervisor restarts the engine; the conversion in flight is sent again (or gets a
+    retryable answer); /readyz says 503 with the engine's reason, then 200."""
+    app = serve(workers=1, http_workers=2).start()
+    engine = app.engine_pid()
+    assert engine is not None
+    file_id = app.upload_ok(corpus / SLOW)["id"]
+    results: list[Any] = []
+    thread = _convert_in_background(app, file_id, 1, results)
+    _wait(lambda: app.metrics().get("converter_engine_busy", 0) >= 1, 60,
+          "the engine to start converting")
+    os.kill(engine, signal.SIGKILL)
+    seen: list[tuple[int, str]] = []
+
+    def not_ready() -> bool:
+        response = requests.get(f"{app.url}/readyz", timeout=10)
+        seen.append((response.status_code, response.json()["checks"]["engine"]))
+        return response.status_code == 503
+
+    _wait(not_ready, 30, "/readyz to report the dead engine")
+    assert seen[-1][1] != "ok", seen
+    _wait(lambda: requests.get(f"{app.url}/readyz", timeout=10).status_code == 200, 120,
+          "/readyz to turn 200 with the new engine")
+    new_engine = app.engine_pid()
+    assert new_engine not in (None, engine)
+    thread.join(300)
+    assert results, "the conversion did not answer"
+    if results[0] != 200:  # not sent again in time: a retryable answer, never a bare 500
+        assert results[0] in (502, 503), results
+    # The service converts again, and the next call is a fresh one through the new engine.
+    other = app.convert(app.upload_ok(corpus / "docx/SampleDoc.docx")["id"], "pdf")
+    assert other.status_code == 200, other.text
+    assert not [p for p in app.soffice_pids() if _parent(p) == engine]
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return -1
+
+
+def test_request_budget_is_shared_by_the_workers(serve: type[ServedApp]) -> None:
+    """CONVERTER_REQUESTS_PER_MINUTE counts every worker's requests for a key, once."""
+    app = serve(workers=1, http_workers=2, env={"CONVERTER_REQUESTS_PER_MINUTE": "5",
+                                                "CONVERTER_LOG_FORMAT": "json",
+                                                "CONVERTER_LOG_LEVEL": "INFO"}).start()
+    statuses = []
+    for _ in range(10):
+        # A new connection each time, so both workers answer some of them.
+        response = requests.get(f"{app.url}/v1/files", headers={"X-API-Key": app.key, **CLOSE},
+                                timeout=30)
+        statuses.append(response.status_code)
+        if response.status_code == 429:
+            assert int(response.headers["Retry-After"]) >= 1
+            assert response.headers["RateLimit-Remaining"] == "0"
+    # 5 per minute is one per 12 s after the burst: ten quick calls get exactly five.
+    assert statuses == [200] * 5 + [429] * 5, statuses
+    records = [json.loads(line) for line in app.log().splitlines() if line.startswith("{")]
+    served_by = {r["pid"] for r in records if r.get("route") == "/v1/files"}
+    assert len(served_by) == 2, f"one worker answered every request: {served_by}"
+
+
+def test_unoconvert_against_a_standalone_engine_needs_no_filters(
+        tmp_path: Path, corpus: Path) -> None:
+    """unoserver's own client, with neither --input-filter nor --output-filter, against
+    `converter engine --listen`: a real PDF comes back."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVERTER_")}
+    env.update({"CONVERTER_DATA_DIR": str(tmp_path / "engine-data"), "CONVERTER_WORKERS": "1",
+                "CONVERTER_LOG_LEVEL": "WARNING"})
+    log_path = tmp_path / "engine.log"
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen([CONVERTER, "engine", "--listen", f"127.0.0.1:{port}"],
+                                env=env, cwd=REPO, stdout=log, stderr=log,
+                                start_new_session=True)
+    try:
+        def ready() -> bool:
+            assert proc.poll() is None, log_path.read_text()
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2).ok
+            except requests.RequestException:
+                return False
+
+        _wait(ready, 120, "the standalone engine")
+        out = tmp_path / "out.pdf"
+        done = subprocess.run([str(Path(CONVERTER).with_name("unoconvert")), "--host",
+                               "127.0.0.1", "--port", str(port), "--host-location", "remote",
+                               str(corpus / "docx/SampleDoc.docx"), str(out)],
+                              capture_output=True, timeout=180, check=False)
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+        assert out.read_bytes().startswith(b"%PDF-")
+        info = subprocess.run(["pdfinfo", str(out)], capture_output=True, text=True,
+                              timeout=30, check=True).stdout
+        assert re.search(r"^Pages:\s+2$", info, re.MULTILINE), info
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, log_path.read_text()
