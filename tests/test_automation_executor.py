@@ -68,6 +68,9 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     config = config_module.load(environ={}, data_dir=str(data), workers=2,
                                 cleanup_interval_seconds=0.0, run_workers=0)
     found = build(config)
+    # Its own poller knows only the connectors API's connectors; this module's rig drives
+    # a poller over local folders by hand instead.
+    found.extras["automation_poller"].stop()
     found.engine.wait_ready(180)
     yield found
     found.close()

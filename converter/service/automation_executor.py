@@ -120,11 +120,9 @@ class Executor:
 
     def _execute(self, automation: Automation, claim: Claim) -> None:
         source = self.connectors.provider(automation.workspace,
-                                          automation.source_connector_id,
-                                          "source_connector_id")
+                                          automation.source_connector_id)
         destination = self.connectors.provider(automation.workspace,
-                                               automation.destination_connector_id,
-                                               "destination_connector_id")
+                                               automation.destination_connector_id)
         failed = 0
         if not claim.delivered:
             entry = source.stat(claim.path)

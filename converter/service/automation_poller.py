@@ -83,8 +83,7 @@ class AutomationPoller:
             automation = automation_of(row)
             try:
                 provider = self.connectors.provider(automation.workspace,
-                                                    automation.source_connector_id,
-                                                    "source_connector_id")
+                                                    automation.source_connector_id)
                 entries = list(provider.walk(automation.source_path))
                 # The stable-after gap: listings of other replicas count as "the previous
                 # listing" too, but only when they were made well apart from this one.

@@ -33,8 +33,12 @@ MAX_FORMATS = 8
 class Connectors(Protocol):
     """What automations need from the connector layer."""
 
-    def provider(self, workspace: str, connector_id: str, field: str) -> Provider:
-        """The provider behind a connector of workspace; NotFound naming field otherwise."""
+    def provider(self, workspace: str, connector_id: str) -> Provider:
+        """The provider behind a connector of workspace; NotFound otherwise."""
+        ...
+
+    def exists(self, workspace: str, connector_id: str) -> bool:
+        """Whether workspace has this connector."""
         ...
 
 
@@ -163,7 +167,8 @@ class AutomationService:
         if not isinstance(raw, str) or not raw:
             raise InvalidRequest(f"{field} is required: the id of a connector of this "
                                  "workspace", field=field)
-        self.connectors.provider(workspace, raw, field)
+        if not self.connectors.exists(workspace, raw):
+            raise NotFound(f"{field}: no connector {raw!r} in this workspace", field=field)
         return raw
 
     def _validated(self, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:

@@ -22,8 +22,13 @@ class LocalConnectors:
     root: Path
     folders: dict[str, Path] = field(default_factory=dict)
 
-    def provider(self, workspace: str, connector_id: str, field: str) -> Provider:
-        """The LocalProvider of a connector of this workspace; NotFound naming field."""
-        if workspace != self.workspace or connector_id not in self.folders:
-            raise NotFound(f"No connector {connector_id!r} in this workspace", field=field)
+    def provider(self, workspace: str, connector_id: str) -> Provider:
+        """The LocalProvider of a connector of this workspace; NotFound otherwise."""
+        if not self.exists(workspace, connector_id):
+            raise NotFound(f"No connector {connector_id!r} in this workspace",
+                           field="connector_id")
         return LocalProvider(str(self.folders[connector_id]), (str(self.root),))
+
+    def exists(self, workspace: str, connector_id: str) -> bool:
+        """Whether this workspace has the connector."""
+        return workspace == self.workspace and connector_id in self.folders
