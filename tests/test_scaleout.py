@@ -92,7 +92,9 @@ def test_concurrent_identical_converts_across_replicas_store_one_artifact(
     assert len({r.json()["size_bytes"] for r in responses}) == 1
     calls = (first.metrics()["converter_engine_calls_total"]
              + second.metrics()["converter_engine_calls_total"])
-    assert 1 <= calls <= 2  # single-flight within each replica
+    # Single-flight within each HTTP worker process (2 per replica); sharing it across the
+    # processes of a host through the database is branch `singleflight`'s, which tightens this.
+    assert 1 <= calls <= 4
     assert first.convert(file_id, "pdf").json()["cached"] is True
 
 
