@@ -68,9 +68,10 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     config = config_module.load(environ={}, data_dir=str(data), workers=2,
                                 cleanup_interval_seconds=0.0, run_workers=0)
     found = build(config)
-    # Its own poller knows only the connectors API's connectors; this module's rig drives
-    # a poller over local folders by hand instead.
-    found.extras["automation_poller"].stop()
+    # build() starts the service's own poller, whose connectors know none of the rigs'
+    # folders: left running, its workers race the rig's work_once for ready claims and
+    # fail them with "No connector 'con_in'". The rigs drive their own poller instead.
+    found.extras["automation_poller"].stop(drain=0)
     found.engine.wait_ready(180)
     yield found
     found.close()

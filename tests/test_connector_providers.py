@@ -147,6 +147,23 @@ def test_local_upload_is_atomic_and_reports_sha256(tmp_path: Path, local: LocalP
     assert not [p for p in local.root.rglob("*") if TEMP_MARK in p.name]
 
 
+def test_local_discard_partial_removes_only_that_names_leftovers(tmp_path: Path,
+                                                                 local: LocalProvider) -> None:
+    """A killed write's temp file of a name goes; other names' temps and files stay."""
+    folder = local.root / "out"
+    folder.mkdir()
+    long_name = "x" * 240 + ".pdf"  # its temp name is cut at 250 characters
+    left = [f"{TEMP_MARK}{'a' * 16}-report.pdf", f"{TEMP_MARK}{'b' * 16}-report.pdf",
+            f"{TEMP_MARK}{'c' * 16}-{long_name}"[:250]]
+    kept = [f"{TEMP_MARK}{'d' * 16}-other.pdf", "report.pdf", "report (1).pdf"]
+    for name in left + kept:
+        (folder / name).write_bytes(b"partial")
+    assert local.discard_partial("out/report.pdf") == 2
+    assert local.discard_partial("out/" + long_name) == 1
+    assert sorted(p.name for p in folder.iterdir()) == sorted(kept)
+    assert local.discard_partial("nowhere/report.pdf") == 0
+
+
 def test_local_upload_without_overwrite_refuses_an_existing_file(
         tmp_path: Path, local: LocalProvider) -> None:
     """overwrite=False never replaces; overwrite=True does."""

@@ -84,6 +84,13 @@ class Provider(Protocol):
         """Remove the file at path; absent is not an error."""
         ...
 
+    def discard_partial(self, path: str) -> int:
+        """Remove what a writer of path killed mid-write left behind; returns how many.
+
+        Only for a caller that holds the right to write path (a claim taken over).
+        """
+        ...
+
     def move(self, path: str, new_path: str) -> None:
         """Move the file at path to new_path (for an automation's ``after: move:``)."""
         ...

@@ -71,6 +71,10 @@ def _decode(cursor: str) -> str:
                               field="cursor") from None
 
 
+def _temp_name(token: str, name: str) -> str:
+    return f"{TEMP_MARK}{token}-{name}"[:250]
+
+
 def _hidden(name: str) -> bool:
     return name.startswith((TEMP_MARK, PROBE_MARK)) or TEMP_MARK in name
 
@@ -159,10 +163,29 @@ class LocalProvider:
         except OSError as exc:
             raise _fail("reading", path, exc) from exc
 
+    def discard_partial(self, path: str) -> int:
+        """Delete the temporary files of writes to path that were killed before the rename."""
+        final = self._resolve(path)
+        # Temp names are TEMP_MARK, 16 hex digits, "-" and the final name, cut at 250.
+        tail = _temp_name("0" * 16, final.name)[len(TEMP_MARK) + 17:]
+        removed = 0
+        try:
+            names = os.listdir(final.parent)
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise _fail("listing", path, exc) from exc
+        for name in names:
+            if name.startswith(TEMP_MARK) and name[len(TEMP_MARK) + 17:] == tail:
+                with contextlib.suppress(FileNotFoundError):
+                    (final.parent / name).unlink()
+                    removed += 1
+        return removed
+
     def upload(self, source: Path, path: str, overwrite: bool) -> Delivered:
         """Copy source to a temporary name beside path, then rename it into place."""
         final = self._resolve(path)
-        temp = final.with_name(f"{TEMP_MARK}{secrets.token_hex(8)}-{final.name}"[:250])
+        temp = final.with_name(_temp_name(secrets.token_hex(8), final.name))
         digest = hashlib.sha256()
         size = 0
         try:

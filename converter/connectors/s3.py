@@ -152,6 +152,10 @@ class S3Provider:
         with self._errors("download", path):
             self.client.download_file(self.bucket, self._key(path), str(target))
 
+    def discard_partial(self, path: str) -> int:
+        """Nothing to remove: an upload cut short never becomes an object."""
+        return 0
+
     def upload(self, source: Path, path: str, overwrite: bool) -> Delivered:
         """One PUT, or a multipart upload that is aborted if any part of it fails."""
         size = source.stat().st_size

@@ -197,6 +197,11 @@ class Executor:
         renamed second copy beside a first one that did arrive.
         """
         if claim.destinations is not None:
+            # An earlier attempt chose these names; if it was killed mid-write, its temporary
+            # file is still there. The lease is ours now, so nobody else writes these names.
+            for name in claim.destinations.values():
+                for each in {name, zip_name(name)}:
+                    destination.discard_partial(each)
             return claim
         own, taken = claims.destinations_in_use(self.db, claim)
         names: dict[str, str] = {}
