@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from converter.engine.pool import EngineJob
+from converter.engine.remote import RemoteEngine
+from converter.errors import InvalidRequest
 from tests.support.served import CONVERTER, REPO, ServedApp
 
 
@@ -46,3 +51,30 @@ def test_http_server_converts_through_a_standalone_engine(
     assert refused.json()["error"]["type"] != "internal_error"
     # No LibreOffice in the HTTP server's own data directory: the engine did the work.
     assert not (app.data_dir / "engine").exists()
+
+
+def test_the_engine_takes_paths_only_from_its_shared_folder(
+        serve: type[ServedApp], corpus: Path, tmp_path: Path) -> None:
+    """Over the serve command's socket workers hand over paths, confined to DATA_DIR/tmp."""
+    app = serve(workers=1).start()
+    engine = RemoteEngine(f"unix://{app.data_dir / 'engine' / 'engine.sock'}",
+                          app.data_dir / "tmp")
+    assert engine.stats(fresh=True)["shared_root"] == str((app.data_dir / "tmp").resolve())
+    outside = tmp_path / "elsewhere.docx"
+    shutil.copyfile(corpus / "docx/SampleDoc.docx", outside)
+    with pytest.raises(InvalidRequest, match="outside the engine's shared folder"):
+        engine._call(60, "submit_path", {}, str(outside), str(app.data_dir / "tmp" / "o.pdf"),
+                     60)
+    sneaky = app.data_dir / "tmp" / ".." / "converter.db"
+    with pytest.raises(InvalidRequest, match="outside the engine's shared folder"):
+        engine._call(60, "submit_path", {}, str(sneaky), str(app.data_dir / "tmp" / "o.pdf"),
+                     60)
+    # What workers send in practice: a conversion by path gives a real PDF.
+    with engine.scratch() as scratch:
+        source = scratch / "in.docx"
+        shutil.copyfile(corpus / "docx/SampleDoc.docx", source)
+        assert engine._shares(source)
+        job = EngineJob(import_filter="", export_filter="", filter_options=[], extras={},
+                        source="docx", target="pdf")
+        engine.convert(source, scratch / "out.pdf", job, time.monotonic() + 120)
+        assert (scratch / "out.pdf").read_bytes().startswith(b"%PDF")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.support.owners import uploads_by_new_owners
 from tests.support.served import ServedApp, error_of
 
 pytestmark = pytest.mark.engine
@@ -102,9 +103,9 @@ def test_idle_instance_killed_is_restarted(serve: type[ServedApp], corpus: Path)
 def test_recycling_is_graceful(serve: type[ServedApp], corpus: Path) -> None:
     """CONVERTER_RECYCLE_AFTER=3: instances restart under load and no request fails."""
     app = serve(workers=2, env={"CONVERTER_RECYCLE_AFTER": "3"}).start()
-    ids = [app.upload_ok(corpus / "docx/SampleDoc.docx")["id"] for _ in range(16)]
+    uploads = uploads_by_new_owners(app, corpus / "docx/SampleDoc.docx", "recycling", 16)
     with ThreadPoolExecutor(4) as pool:
-        responses = list(pool.map(lambda fid: app.convert(fid, "txt"), ids))
+        responses = list(pool.map(lambda up: app.convert(up[0], "txt", key=up[1]), uploads))
     assert [r.status_code for r in responses] == [200] * 16, [r.text for r in responses]
     assert app.metrics()['converter_engine_restarts_total{reason="recycle"}'] >= 3
 
@@ -121,10 +122,9 @@ def test_memory_limit_recycles(serve: type[ServedApp], corpus: Path) -> None:
 def test_full_queue_answers_503_with_retry_after(serve: type[ServedApp], corpus: Path) -> None:
     """One instance, a queue of 1: the third simultaneous conversion is turned away."""
     app = serve(workers=1, env={"CONVERTER_QUEUE_SIZE": "1"}).start()
-    ids = [app.upload_ok(corpus / "doc/Bug50955.doc", filename=f"c{i}.doc")["id"]
-           for i in range(5)]
+    uploads = uploads_by_new_owners(app, corpus / "doc/Bug50955.doc", "queue", 5)
     with ThreadPoolExecutor(5) as pool:
-        responses = list(pool.map(lambda fid: app.convert(fid, "pdf"), ids))
+        responses = list(pool.map(lambda up: app.convert(up[0], "pdf", key=up[1]), uploads))
     statuses = sorted(r.status_code for r in responses)
     assert 503 in statuses and 200 in statuses, statuses
     assert set(statuses) <= {200, 503}

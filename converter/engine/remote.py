@@ -107,13 +107,19 @@ class RemoteEngine:
 
     def convert(self, source: Path, target: Path, job: EngineJob, deadline: float) -> None:
         """Have the engine process convert source into target (and its siblings)."""
-        data = source.read_bytes()
         wire = job_to_wire(job)
+        # Same host and data directory: hand over paths, never the document's bytes.
+        by_path = self._shares(source)
+        data = b"" if by_path else source.read_bytes()
         for attempt in (1, 2):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise ConversionTimeout("Conversion deadline passed while the engine restarted")
             try:
+                if by_path:
+                    self._call(remaining + DEADLINE_GRACE, "submit_path", wire, str(source),
+                               str(target), remaining)
+                    return
                 outputs = self._call(remaining + DEADLINE_GRACE, "submit", wire, data,
                                      source.name, target.name, remaining)
                 break
@@ -130,6 +136,14 @@ class RemoteEngine:
         for name, content in outputs:
             # Names come from the engine; only their last component is trusted here.
             (target.parent / Path(str(name)).name).write_bytes(content)
+
+    def _shares(self, source: Path) -> bool:
+        """Whether the engine reads this host's files: a Unix socket engine whose shared
+        folder holds source (it says which in its status)."""
+        if self.socket_path is None:
+            return False
+        shared = self.stats().get("shared_root")
+        return bool(shared) and source.resolve().is_relative_to(Path(str(shared)))
 
     def _back_before(self, deadline: float) -> bool:
         """Wait until the engine answers and is ready again, or the deadline passes."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import socketserver
 import threading
 import time
@@ -109,7 +110,10 @@ class EngineServer:
         else:
             raise ValueError("EngineServer needs socket_path or listen")
         setattr(self.server, "engine_server", self)  # noqa: B010 - read by _Handler.do_GET
-        for name in ("submit", "status", "convert", "info", "ping"):
+        # HTTP workers on this host write their sources under CONVERTER_DATA_DIR/tmp; over the
+        # Unix socket they hand over paths there instead of the bytes (see submit_path).
+        self.shared_root = (pool.config.data_path / "tmp").resolve()
+        for name in ("submit", "submit_path", "status", "convert", "info", "ping"):
             self.server.register_function(self._guarded(getattr(self, name)), name)
         self._thread: threading.Thread | None = None
 
@@ -154,6 +158,8 @@ class EngineServer:
         """The pool's counters and readiness (what /readyz and /metrics report)."""
         stats = self.pool.stats()
         stats["pid"] = os.getpid()
+        if self.socket_path is not None:
+            stats["shared_root"] = str(self.shared_root)
         return stats
 
     def ping(self) -> dict[str, Any]:
@@ -166,6 +172,44 @@ class EngineServer:
         deadline = time.monotonic() + float(timeout)
         job = job_from_wire(wire_job)
         return self._convert_bytes(job, data, source_name, target_name, deadline)
+
+    def submit_path(self, wire_job: dict[str, Any], source_path: str, target_path: str,
+                    timeout: float) -> list[str]:
+        """Convert the file at source_path into target_path's folder; returns output names.
+
+        Only over the Unix socket, and only inside the shared folder: a worker on the same
+        host passes a path instead of the document's bytes, so neither process holds a
+        large document in memory. Outputs are moved (a rename on one file system).
+        """
+        if self.socket_path is None:
+            raise InvalidRequest("submit_path is only offered over the engine's Unix socket")
+        source = self._shared(source_path)
+        target = self._shared(target_path)
+        deadline = time.monotonic() + float(timeout)
+        job = job_from_wire(wire_job)
+        with self.pool.scratch() as scratch:
+            local_source = scratch / _plain_name(source.name, "source")
+            local_target = scratch / _plain_name(target.name, "output")
+            try:
+                os.link(source, local_source)
+            except OSError:  # another file system: copy, still without reading into memory
+                shutil.copyfile(source, local_source)
+            self.pool.convert(local_source, local_target, job, deadline)
+            outputs = [local_target] if local_target.exists() else sorted(
+                scratch.glob(f"{local_target.stem}-*{local_target.suffix}"))
+            names = []
+            for path in outputs:
+                shutil.move(str(path), str(target.parent / path.name))
+                names.append(path.name)
+            return names
+
+    def _shared(self, raw: str) -> Path:
+        """raw resolved, refused unless it lies in the shared folder."""
+        path = Path(raw).resolve()
+        if not path.is_relative_to(self.shared_root):
+            raise InvalidRequest(f"{raw!r} is outside the engine's shared folder "
+                                 f"{self.shared_root}")
+        return path
 
     def _convert_bytes(self, job: EngineJob, data: bytes, source_name: str,
                        target_name: str, deadline: float) -> list[list[Any]]:
