@@ -470,3 +470,18 @@ def test_credentials_are_sealed_under_a_derived_key() -> None:
     assert box.open(sealed) == {"secret_access_key": "wJalrXUtnFEMI/K7MDENG"}
     with pytest.raises(ConnectorFailed, match="CONVERTER_SECRET_KEY"):
         CredentialBox(b"t" * 32).open(sealed)
+
+
+def test_s3_discard_partial_aborts_that_keys_open_uploads(s3: S3Provider,
+                                                          moto_endpoint: str) -> None:
+    """A writer killed mid-multipart leaves parts; discard_partial aborts only that key's."""
+    raw = raw_client(moto_endpoint)
+    for name in ("out/report.pdf", "out/report.pdf", "out/other.pdf"):
+        upload = raw.create_multipart_upload(Bucket=BUCKET, Key=f"{s3.prefix}{name}")
+        raw.upload_part(Bucket=BUCKET, Key=f"{s3.prefix}{name}", PartNumber=1,
+                        UploadId=upload["UploadId"], Body=b"partial")
+    assert s3.discard_partial("out/report.pdf") == 2
+    left = [u["Key"] for u in _uploads(moto_endpoint) if u["Key"].startswith(s3.prefix)]
+    assert left == [f"{s3.prefix}out/other.pdf"]
+    assert s3.discard_partial("out/other.pdf") == 1
+    assert s3.discard_partial("out/none.pdf") == 0

@@ -153,8 +153,22 @@ class S3Provider:
             self.client.download_file(self.bucket, self._key(path), str(target))
 
     def discard_partial(self, path: str) -> int:
-        """Nothing to remove: an upload cut short never becomes an object."""
-        return 0
+        """Abort the multipart uploads to path a killed writer left open (invisible, billed).
+
+        A cut-short single PUT never becomes an object; only multipart parts linger.
+        """
+        key = self._key(path)
+        with self._errors("listing uploads", path):
+            found = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+        aborted = 0
+        for upload in found.get("Uploads", []):
+            if upload.get("Key") != key:
+                continue
+            with self._errors("aborting an upload", path):
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key,
+                                                   UploadId=upload["UploadId"])
+            aborted += 1
+        return aborted
 
     def upload(self, source: Path, path: str, overwrite: bool) -> Delivered:
         """One PUT, or a multipart upload that is aborted if any part of it fails."""

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from converter.connectors.delivery import deliver
-from converter.connectors.paths import numbered, safe_name
+from converter.connectors.paths import join, numbered, safe_name
 from converter.db.engine import utcnow
 from converter.db.schema import files, runs
 from converter.engine.scheduler import Tenant
@@ -152,6 +152,10 @@ class Producer:
             raise SourceFailed(f"Connector {row.connector_id} was deleted before the export "
                                "was delivered") from None
         for item in outputs:
+            if (row.attempts or 0) > 1:
+                # An earlier attempt of this export may have been killed mid-write: what
+                # it left under this name (a temp file, open multipart parts) goes first.
+                provider.discard_partial(join(row.subpath, item.filename))
             done = deliver(provider, item.local, row.subpath, item.filename, row.on_conflict,
                            attempts=self.delivery_attempts, backoff=self.backoff)
             item.delivery = {"connector_id": row.connector_id, "path": done.path,
