@@ -45,9 +45,15 @@ def _only_soffice(app: ServedApp, not_: int | None = None) -> int:
 
 
 def _note(pid: int, pipes: set[Path], tmpdirs: list[Path], scratch_root: Path) -> None:
-    held = bound_pipes(pid)
-    # An empty set would make every later check pass: LibreOffice always binds one.
-    assert held, f"soffice {pid} holds no OSL_PIPE socket"
+    held: set[Path] = set()
+
+    def binds() -> bool:
+        held.update(bound_pipes(pid))
+        return bool(held)
+
+    # An empty set would make every later check pass: LibreOffice always binds one, though
+    # /readyz (the engine's status, cached a quarter second) may say ready just before.
+    _wait(binds, 60, f"soffice {pid} to bind its OSL_PIPE socket")
     for path in held:
         assert stat.S_ISSOCK(path.lstat().st_mode), path
     pipes |= held
