@@ -16,7 +16,6 @@ from email.message import Message
 from email.utils import collapse_rfc2231_value
 from pathlib import Path
 from typing import IO, Any, BinaryIO
-from urllib.parse import quote
 
 import requests
 
@@ -24,6 +23,7 @@ from converter.client.automations import AutomationsMixin
 from converter.client.body import Document, MultipartBody, Progress, Source
 from converter.client.destinations import DestinationsMixin
 from converter.client.errors import RunFailed, ServiceUnreachable, WaitTimeout
+from converter.client.mixin_base import segment
 from converter.client.transport import RetryPolicy, Transport
 
 # Where a download goes: a path (written atomically) or a writable binary stream.
@@ -118,7 +118,7 @@ class Client(AutomationsMixin, DestinationsMixin):
 
     def get_file(self, file_id: str) -> dict[str, Any]:
         """One file's metadata."""
-        return self._json("GET", f"/v1/files/{_seg(file_id)}")
+        return self._json("GET", f"/v1/files/{segment(file_id)}")
 
     def list_files(self, *, page_size: int | None = None) -> Iterator[dict[str, Any]]:
         """Every file visible to the key, newest first, fetching pages as it goes."""
@@ -126,7 +126,7 @@ class Client(AutomationsMixin, DestinationsMixin):
 
     def delete_file(self, file_id: str) -> None:
         """Delete a file and its cached artifacts."""
-        self.http.request("DELETE", f"/v1/files/{_seg(file_id)}")
+        self.http.request("DELETE", f"/v1/files/{segment(file_id)}")
 
     def formats(self) -> dict[str, Any]:
         """The conversion matrix with each target's options."""
@@ -137,7 +137,7 @@ class Client(AutomationsMixin, DestinationsMixin):
                 dest: Destination | None = None, progress: Progress | None = None,
                 idempotency_key: str | None = None) -> dict[str, Any]:
         """Convert an uploaded file; returns {download_url, ...}, downloading it to dest."""
-        result = self._creating(f"/v1/files/{_seg(file_id)}/convert", idempotency_key,
+        result = self._creating(f"/v1/files/{segment(file_id)}/convert", idempotency_key,
                                 json={"format": format, "options": options or {}})
         if dest is not None:
             self.download(result["download_url"], dest, progress=progress)
@@ -203,7 +203,7 @@ class Client(AutomationsMixin, DestinationsMixin):
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         """A run's status, with its download_url once completed."""
-        return self._json("GET", f"/v1/runs/{_seg(run_id)}")
+        return self._json("GET", f"/v1/runs/{segment(run_id)}")
 
     def list_runs(self, *, status: str | None = None, file_id: str | None = None,
                   page_size: int | None = None) -> Iterator[dict[str, Any]]:
@@ -238,15 +238,11 @@ class Client(AutomationsMixin, DestinationsMixin):
         body: dict[str, Any] = {"format": format}
         if options:
             body["options"] = options
-        result = self._creating(f"/v1/runs/{_seg(run_id)}/export", idempotency_key, json=body)
+        result = self._creating(f"/v1/runs/{segment(run_id)}/export", idempotency_key, json=body)
         if dest is not None:
             self.download(result["download_url"], dest, progress=progress)
         return result
 
-
-def _seg(value: str) -> str:
-    """An id as one path segment: an id with '/' or '?' must not reach another route."""
-    return quote(value, safe="")
 
 
 def _disposition_filename(header: str | None) -> str | None:

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote
+
+from converter.client.mixin_base import ClientCalls, segment
 
 
-class AutomationsMixin:
+class AutomationsMixin(ClientCalls):
     """POST/GET/PATCH/DELETE /v1/automations and the automation's events."""
 
-    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        raise NotImplementedError  # provided by Client
 
-    def _pages(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        raise NotImplementedError  # provided by Client
 
     def create_automation(self, source_connector_id: str, formats: list[str],
                           destination_connector_id: str, *, source_path: str = "",
@@ -31,7 +28,7 @@ class AutomationsMixin:
 
     def get_automation(self, automation_id: str) -> dict[str, Any]:
         """One automation."""
-        return self._json("GET", f"/v1/automations/{_seg(automation_id)}")
+        return self._json("GET", f"/v1/automations/{segment(automation_id)}")
 
     def list_automations(self, *, page_size: int | None = None) -> Iterator[dict[str, Any]]:
         """Every automation of the workspace, newest first, page by page."""
@@ -39,22 +36,16 @@ class AutomationsMixin:
 
     def update_automation(self, automation_id: str, **changes: Any) -> dict[str, Any]:
         """Change some fields (enabled=False pauses it); returns the automation."""
-        return self._json("PATCH", f"/v1/automations/{_seg(automation_id)}", json=changes)
+        return self._json("PATCH", f"/v1/automations/{segment(automation_id)}", json=changes)
 
     def delete_automation(self, automation_id: str) -> None:
         """Remove an automation and its history (delivered files stay)."""
-        self._json_none("DELETE", f"/v1/automations/{_seg(automation_id)}")
+        self._json_none("DELETE", f"/v1/automations/{segment(automation_id)}")
 
     def automation_events(self, automation_id: str, *, kind: str | None = None,
                           page_size: int | None = None) -> Iterator[dict[str, Any]]:
         """The automation's history, newest first: seen, converted, delivered, failed."""
-        return self._pages(f"/v1/automations/{_seg(automation_id)}/events",
+        return self._pages(f"/v1/automations/{segment(automation_id)}/events",
                            {"kind": kind, "limit": page_size})
 
-    def _json_none(self, method: str, path: str) -> None:
-        raise NotImplementedError  # provided by Client
 
-
-def _seg(value: str) -> str:
-    """An id as one path segment: an id with '/' or '?' must not reach another route."""
-    return quote(value, safe="")

@@ -5,29 +5,17 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote
 
 from converter.client.errors import ExportFailed, WaitTimeout
+from converter.client.mixin_base import ClientCalls, segment
 
 
-def _seg(value: str) -> str:
-    return quote(value, safe="")
-
-
-class DestinationsMixin:
+class DestinationsMixin(ClientCalls):
     """Connectors (where files go) and exports (what goes there)."""
 
-    # Provided by Client.
-    http: Any
 
-    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        raise NotImplementedError
 
-    def _creating(self, path: str, key: str | None, **kwargs: Any) -> dict[str, Any]:
-        raise NotImplementedError
 
-    def _pages(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ connectors
     def create_connector(self, provider: str, *, name: str | None = None,
@@ -46,24 +34,24 @@ class DestinationsMixin:
 
     def get_connector(self, connector_id: str) -> dict[str, Any]:
         """One connector."""
-        return self._json("GET", f"/v1/connectors/{_seg(connector_id)}")
+        return self._json("GET", f"/v1/connectors/{segment(connector_id)}")
 
     def update_connector(self, connector_id: str, **changes: Any) -> dict[str, Any]:
         """PATCH name, config or credentials (None removes an optional field)."""
-        return self._json("PATCH", f"/v1/connectors/{_seg(connector_id)}", json=changes)
+        return self._json("PATCH", f"/v1/connectors/{segment(connector_id)}", json=changes)
 
     def delete_connector(self, connector_id: str) -> None:
         """Remove a connector."""
-        self.http.request("DELETE", f"/v1/connectors/{_seg(connector_id)}")
+        self.http.request("DELETE", f"/v1/connectors/{segment(connector_id)}")
 
     def test_connector(self, connector_id: str) -> dict[str, Any]:
         """Write and delete a probe; ConnectorFailed (400) carries the provider's reason."""
-        return self._json("POST", f"/v1/connectors/{_seg(connector_id)}/test")
+        return self._json("POST", f"/v1/connectors/{segment(connector_id)}/test")
 
     def browse(self, connector_id: str, path: str = "", *,
                page_size: int | None = None) -> Iterator[dict[str, Any]]:
         """Every folder and file directly under path, page by page."""
-        return self._pages(f"/v1/connectors/{_seg(connector_id)}/browse",
+        return self._pages(f"/v1/connectors/{segment(connector_id)}/browse",
                            {"path": path or None, "limit": page_size})
 
     # ------------------------------------------------------------------ exports
@@ -83,7 +71,7 @@ class DestinationsMixin:
 
     def get_export(self, export_id: str) -> dict[str, Any]:
         """An export's status, download URL and delivery."""
-        return self._json("GET", f"/v1/exports/{_seg(export_id)}")
+        return self._json("GET", f"/v1/exports/{segment(export_id)}")
 
     def list_exports(self, *, status: str | None = None,
                      page_size: int | None = None) -> Iterator[dict[str, Any]]:
