@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask
 
 from converter import config as config_module
-from converter import logs
+from converter import cpu_gate, logs
 from converter.api import register
 from converter.config import Config
 from converter.wiring import Services, build
@@ -27,4 +27,6 @@ def create_app(config: Config | None = None, *, services: Services | None = None
     app.extensions["converter"] = services or build(config, engine=engine,
                                                     start_engine=start_engine)
     register(app)
+    # Bounds the request threads running Python at once (converter/cpu_gate.py).
+    app.wsgi_app = cpu_gate.GateMiddleware(app.wsgi_app)  # type: ignore[method-assign]
     return app

@@ -80,6 +80,11 @@ HTTP_REQUESTS = Counter("converter_http_requests", "HTTP requests by route templ
                         "status", ["route", "method", "status"])
 HTTP_SECONDS = Histogram("converter_http_request_duration_seconds", "HTTP request latency by "
                          "route template and method", ["route", "method"], buckets=_HTTP)
+HTTP_GATE_WAIT = Histogram("converter_http_gate_wait_seconds", "Time a request waited (over "
+                           "1 ms) for one of its process's tokens to run Python (cpu_gate)",
+                           buckets=_HTTP)
+HTTP_GATE_BYPASSED = Counter("converter_http_gate_bypassed", "Requests that went ahead without "
+                             "a token after waiting cpu_gate.MAX_WAIT")
 RUNS = Counter("converter_runs", "Runs entering a status (pending when created or retried, "
                "running when claimed, completed, failed)", ["status"])
 WEBHOOK_DELIVERIES = Counter("converter_webhook_deliveries", "Webhook delivery attempts by "

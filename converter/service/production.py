@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from converter import metrics
+from converter import cpu_gate, metrics
 from converter.engine.pool import EngineJob
 from converter.engine.scheduler import ANONYMOUS, Tenant
 from converter.errors import PasswordIncorrect, UnprocessableDocument
@@ -78,7 +78,8 @@ class Producer:
             self.engine_calls += 1
         metrics.ENGINE_CALLS.inc()
         try:
-            self.engine.convert(source, target, job, deadline)
+            with cpu_gate.released():  # seconds of waiting on LibreOffice
+                self.engine.convert(source, target, job, deadline)
         except UnprocessableDocument:
             if encrypted:
                 # The detector found encryption; LibreOffice refusing to open it with the
@@ -96,8 +97,10 @@ class Producer:
 
     def png(self, pdf: Path, plan: ExportPlan, scratch: Path, timeout: float) -> Made:
         """PNG pages drawn from the family's PDF."""
-        rendered = png_render.render(pdf, str(plan.settings["pages"]), int(plan.settings["dpi"]),
-                                     scratch, self.max_png_pages, timeout)
+        with cpu_gate.released():  # pdftoppm draws in a process of its own
+            rendered = png_render.render(pdf, str(plan.settings["pages"]),
+                                         int(plan.settings["dpi"]), scratch,
+                                         self.max_png_pages, timeout)
         return Made(rendered.path, rendered.media_type, "pdf2image")
 
 

@@ -31,7 +31,7 @@ from typing import Generic, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from converter import metrics
+from converter import cpu_gate, metrics
 from converter.errors import ConverterError
 from converter.service.claims import Claims, Seen, Taken, claim_token, shareable
 from converter.service.singleflight import SingleFlight
@@ -92,7 +92,7 @@ class SharedFlight(Generic[T]):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise on_timeout()
-            with self._settled:
+            with cpu_gate.released(), self._settled:
                 self._settled.wait(min(pause, left))
             pause = min(pause * 2, MAX_PAUSE)
             seen = self.claims.peek(key)

@@ -8,6 +8,8 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Generic, TypeVar
 
+from converter import cpu_gate
+
 T = TypeVar("T")
 
 
@@ -29,7 +31,8 @@ class SingleFlight(Generic[T]):
                 self._inflight[key] = future
         if not leader:
             try:
-                return future.result(timeout=max(0.0, timeout)), False
+                with cpu_gate.released():
+                    return future.result(timeout=max(0.0, timeout)), False
             except FutureTimeout:
                 raise on_timeout() from None
         try:

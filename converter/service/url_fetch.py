@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
+from converter import cpu_gate
 from converter.errors import InvalidRequest, PayloadTooLarge, UpstreamError
 from converter.service.intake import safe_filename
 from converter.service.webhooks import WebhookPolicy
@@ -178,7 +179,8 @@ class UrlFetcher:
         """Stream url's body into out (at most max_bytes) and describe what was written."""
         deadline = _Deadline(self.total_timeout)
         try:
-            return self._fetch(url, out, max_bytes, deadline)
+            with cpu_gate.released():  # a remote server's pace, up to the total timeout
+                return self._fetch(url, out, max_bytes, deadline)
         except _TimedOut:
             host = _host_of(url)
             raise UpstreamError(f"url: {host} did not finish within {self.total_timeout:g} s",
