@@ -173,7 +173,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("queue_size", _non_negative_int, "32", "Conversions that may wait for a free instance before 503 overloaded."),
     Setting("queue_per_workspace", _non_negative_int, "16", "Conversions one workspace may have waiting for an instance before its next is refused with 503 overloaded (fair scheduler; 0: only CONVERTER_QUEUE_SIZE bounds it)."),
     Setting("engine_scheduler", _scheduler, "fair", "Order of the engine wait queue: fair (sync before async runs, then shared across workspaces and their keys by estimated cost) or fifo (arrival order)."),
-    Setting("heavy_seconds", _positive_float, "1.0", "Estimated LibreOffice seconds (from size, pages and format) from which a conversion counts as heavy: under the fair scheduler it never takes the last idle instance of a pool of 2 or more."),
+    Setting("heavy_seconds", _positive_float, "1.0", "Estimated LibreOffice seconds (from size, pages and format) from which a conversion counts as heavy: under the fair scheduler it never takes the last idle instance of a pool of 2 or more while another instance converts."),
     Setting("recycle_after", _positive_int, "200", "Conversions after which an instance is restarted gracefully."),
     Setting("max_rss_mb", _positive_int, "1536", "LibreOffice resident memory (MiB) above which an instance is recycled."),
     Setting("soffice", _text, "", "Path to soffice.bin; empty means the Debian location or the one on PATH."),

@@ -6,8 +6,9 @@ classified here: a document LibreOffice cannot open is the client's problem
 (422); an instance that died or hung is ours (restart it, retry once elsewhere).
 
 Under the fair scheduler a heavy conversion (CONVERTER_HEAVY_SECONDS) never takes the
-last idle instance of a pool of two or more: that one is the express lane for light
-work, which the OS then time-slices with the heavy conversions on the same cores.
+last idle instance of a pool of two or more while another instance converts: that one
+is the express lane for light work, which the OS then time-slices with the heavy
+conversions on the same cores.
 """
 
 from __future__ import annotations
@@ -353,10 +354,15 @@ class EnginePool:
         # work still fills every core. No time window: whether a neighbour is about is
         # unknowable in advance, and a window either idles the instance or makes the
         # neighbour's first request wait. A pool of one has no instance to spare; fifo is
-        # the plain reference and hands out every instance. A held-back ticket is handed
-        # an instance by _dispatch as soon as another one is released.
-        return (self.scheduler.policy == "fair" and self.size >= 2
-                and ticket.cost >= self.config.heavy_seconds)
+        # the plain reference and hands out every instance.
+        if (self.scheduler.policy != "fair" or self.size < 2
+                or ticket.cost < self.config.heavy_seconds):
+            return False
+        # Only while another instance converts: its release (_release, then _dispatch)
+        # hands the held-back ticket an instance. With the others restarting (a crash
+        # retry waiting out the restart of the instance it lost) holding back would wait
+        # on restarts that may fail, not on work that will end.
+        return any(i.state == State.BUSY for i in self.instances)
 
     def _release(self, inst: Instance, healthy: bool) -> None:
         with self.cond:
