@@ -3,11 +3,12 @@
 Workspace A keeps 12 heavy conversions in flight (a large odp, ppt and xls from the
 corpus, fresh uploads by a new user each so every one is a cache miss) for a fixed time;
 workspace B converts a small docx 5 times, spread over the flood, each a fresh
-upload. The same scenario runs against one served app (2 instances) per scheduler
-mode, side by side in one run: plain FIFO (the reference, CONVERTER_ENGINE_SCHEDULER
-=fifo, whose instances are handed out in strict arrival order) and the fair
-scheduler with several CONVERTER_RESERVE_SECONDS windows (0: heavy documents may
-always take the last free instance). Prints a table; progress goes to stderr.
+upload. The same scenario runs against one served app per mode, side by side in one
+run: plain FIFO (CONVERTER_ENGINE_SCHEDULER=fifo, instances handed out in strict
+arrival order) with one instance per CPU and with one per CPU plus one (the pool the
+fair mode gets), and the fair scheduler with its defaults (heavy work never takes the
+last idle instance). A's throughput is compared with the better of the two FIFO runs:
+the reference deployed as well as it can be. Prints a table; progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.stats import median, percentile, ratio
+from converter import config
+from converter.cpus import available_cpus
 from converter.db.engine import connect
 from converter.service.keys import KeyStore
 from tests.support.served import ServedApp
@@ -41,6 +44,7 @@ class Mode:
 
     name: str
     env: dict[str, str]
+    instances: int
 
 
 @dataclass
@@ -85,9 +89,10 @@ def _convert(app: ServedApp, workspace: str, path: Path) -> float:
 def run_mode(mode: Mode, root: Path, duration: float, b_runs: int) -> Outcome:
     """Start a served app in this mode and play the scenario against it."""
     env = {"CONVERTER_REQUESTS_PER_MINUTE": "1000000000", "CONVERTER_RECYCLE_AFTER": "100000",
-           "CONVERTER_CONVERSION_TIMEOUT": "600", **mode.env}
+           "CONVERTER_CONVERSION_TIMEOUT": "600", **mode.env,
+           "CONVERTER_WORKERS": str(mode.instances)}
     slug = "".join(c if c.isalnum() else "-" for c in mode.name)
-    app = ServedApp(root / slug, env=env, workers=2).start()
+    app = ServedApp(root / slug, env=env, workers=mode.instances).start()
     outcome = Outcome(mode.name)
     try:
         key_a, key_b = "bench-a", "bench-b"  # workspaces: each conversion a user of its own
@@ -133,18 +138,26 @@ def run_mode(mode: Mode, root: Path, duration: float, b_runs: int) -> Outcome:
     return outcome
 
 
+def reference(outcomes: list[Outcome]) -> Outcome:
+    """The FIFO run that gave A the most throughput (the first mode if none is FIFO)."""
+    fifo = [o for o in outcomes if o.mode.startswith("fifo")]
+    return max(fifo, key=lambda o: o.a_per_minute) if fifo else outcomes[0]
+
+
 def render(outcomes: list[Outcome]) -> str:
-    """The side-by-side table, with ratios against idle (B) and against FIFO (A)."""
-    reference = next((o for o in outcomes if o.mode == "fifo"), outcomes[0])
+    """The side-by-side table, with ratios against idle (B) and against the best FIFO (A)."""
+    best = reference(outcomes)
     lines = ["| mode | B idle p50 s | B flood p50 s | B flood p95 s | B p95 / idle | "
-             "A docs/min | A vs fifo |", "|---|---|---|---|---|---|---|"]
+             "A docs/min | A vs best fifo |", "|---|---|---|---|---|---|---|"]
     for o in outcomes:
         idle = median(o.idle)
         p95 = percentile(o.flood, 95)
         lines.append(
             f"| {o.mode} | {idle:.3f} | {median(o.flood):.2f} | {p95:.2f} | "
             f"{ratio(p95, idle):.1f}x | {o.a_per_minute:.1f} | "
-            f"{ratio(o.a_per_minute, reference.a_per_minute):.2f}x |")
+            f"{ratio(o.a_per_minute, best.a_per_minute):.2f}x |")
+    lines.append("")
+    lines.append(f"A vs best fifo: against {best.mode}, the FIFO run in which A completed most.")
     return "\n".join(lines)
 
 
@@ -154,18 +167,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=60.0,
                         help="seconds A floods per mode (default 60)")
     parser.add_argument("--b-runs", type=int, default=5, help="B's conversions (default 5)")
-    parser.add_argument("--reserve", default="0,5,30",
-                        help="CONVERTER_RESERVE_SECONDS windows of the fair modes (default 0,5,30)")
     args = parser.parse_args(argv)
-    modes = [Mode("fifo", {"CONVERTER_ENGINE_SCHEDULER": "fifo"})]
-    for window in args.reserve.split(","):
-        modes.append(Mode(f"fair reserve={window}s", {"CONVERTER_ENGINE_SCHEDULER": "fair",
-                                                      "CONVERTER_RESERVE_SECONDS": window}))
+    cpus = available_cpus()
+    # What CONVERTER_WORKERS=auto gives (one per CPU plus one), read from the one definition.
+    plus_one = config.load({"CONVERTER_WORKERS": "auto"}).workers
+    modes = [Mode(f"fifo, {cpus} instances", {"CONVERTER_ENGINE_SCHEDULER": "fifo"}, cpus),
+             Mode(f"fifo, {plus_one} instances", {"CONVERTER_ENGINE_SCHEDULER": "fifo"},
+                  plus_one),
+             Mode(f"fair, {plus_one} instances (default)", {"CONVERTER_ENGINE_SCHEDULER": "fair"},
+                  plus_one)]
     with tempfile.TemporaryDirectory(prefix="bench-noisy-") as tmp:
         outcomes = [run_mode(mode, Path(tmp), args.duration, args.b_runs) for mode in modes]
-    print(f"noisy neighbour: A keeps {FLOODERS} heavy conversions in flight for "
+    print(f"noisy neighbour on {cpus} CPUs: A keeps {FLOODERS} heavy conversions in flight for "
           f"{args.duration:.0f}s ({', '.join(HEAVY)}); B converts {SMALL} {args.b_runs} times; "
-          "2 instances")
+          f"pools of {cpus} (one instance per CPU) and {plus_one} (one per CPU plus one, "
+          "CONVERTER_WORKERS=auto) instances")
     print(render(outcomes))
 
 

@@ -70,7 +70,12 @@ def _scheduler(raw: str) -> str:
 
 def _workers(raw: str) -> int:
     if raw in ("", "auto"):
-        return available_cpus()
+        # One instance per CPU plus one. LibreOffice instances cannot be preempted but the
+        # OS time-slices cores for free: under the fair scheduler heavy work never takes
+        # the last idle instance, so with the extra one it still fills every core, and the
+        # extra instance is what light work (a neighbour's small document) gets at once
+        # while the OS shares the cores between them. At least 2, so there is a last one.
+        return max(2, available_cpus() + 1)
     return _positive_int(raw)
 
 
@@ -161,15 +166,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("url_ttl", _positive_int, "3600", "Seconds a signed download URL stays valid."),
     Setting("max_upload_mb", _positive_int, "100", "Largest accepted upload, in MiB."),
     Setting("max_uncompressed_mb", _positive_int, "1024", "Largest total a zip-based document may declare when unpacked (zip-bomb guard), in MiB."),
-    Setting("workers", _workers, "auto", "LibreOffice instances in the engine pool; auto means one per CPU this process may use (its CPU affinity, capped by the cgroup CPU limit of a container, cpu.max)."),
+    Setting("workers", _workers, "auto", "LibreOffice instances in the engine pool; auto means one per CPU this process may use (its CPU affinity, capped by the cgroup CPU limit of a container, cpu.max) plus one, at least 2: the extra instance is what light work gets at once while heavy work fills the cores."),
     Setting("min_free_mb", _non_negative_int, "256", "Free space (MiB) the data and engine scratch file systems must keep: below it uploads and conversions are refused with 507 insufficient_storage and /readyz reports not ready (0: only a write that runs out of space is refused)."),
     Setting("max_png_pages", _positive_int, "200", "Most pages one PNG request may draw (options.pages); more is refused with 400."),
     Setting("conversion_timeout", _positive_float, "120", "Seconds one conversion may take, queueing included."),
     Setting("queue_size", _non_negative_int, "32", "Conversions that may wait for a free instance before 503 overloaded."),
     Setting("queue_per_workspace", _non_negative_int, "16", "Conversions one workspace may have waiting for an instance before its next is refused with 503 overloaded (fair scheduler; 0: only CONVERTER_QUEUE_SIZE bounds it)."),
     Setting("engine_scheduler", _scheduler, "fair", "Order of the engine wait queue: fair (sync before async runs, then shared across workspaces and their keys by estimated cost) or fifo (arrival order)."),
-    Setting("heavy_seconds", _positive_float, "1.0", "Estimated LibreOffice seconds (from size, pages and format) from which a conversion counts as heavy."),
-    Setting("reserve_seconds", _non_negative_float, "30", "A heavy conversion leaves the last free instance to others while another workspace has asked for a conversion within this many seconds (0: heavy conversions may always take it)."),
+    Setting("heavy_seconds", _positive_float, "1.0", "Estimated LibreOffice seconds (from size, pages and format) from which a conversion counts as heavy: under the fair scheduler it never takes the last idle instance of a pool of 2 or more while another instance converts."),
     Setting("recycle_after", _positive_int, "200", "Conversions after which an instance is restarted gracefully."),
     Setting("max_rss_mb", _positive_int, "1536", "LibreOffice resident memory (MiB) above which an instance is recycled."),
     Setting("soffice", _text, "", "Path to soffice.bin; empty means the Debian location or the one on PATH."),
@@ -232,7 +236,6 @@ class Config:
     queue_per_workspace: int
     engine_scheduler: str
     heavy_seconds: float
-    reserve_seconds: float
     recycle_after: int
     max_rss_mb: int
     soffice: str

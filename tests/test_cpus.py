@@ -119,7 +119,8 @@ def test_a_quota_above_the_affinity_does_not_raise_the_count(tmp_path: Path) -> 
     assert available_cpus(root, _proc(tmp_path, "0::/\n")) == AFFINITY
 
 
-def test_workers_auto_means_available_cpus() -> None:
-    """CONVERTER_WORKERS=auto reads this process's real affinity and cgroup."""
-    assert config.load({"CONVERTER_WORKERS": "auto"}).workers == available_cpus()
+def test_workers_auto_means_available_cpus_plus_one() -> None:
+    """CONVERTER_WORKERS=auto: this process's real affinity and cgroup, plus the light lane."""
+    assert config.load({"CONVERTER_WORKERS": "auto"}).workers == max(2, available_cpus() + 1)
+    assert config.load({}).workers == max(2, available_cpus() + 1)
     assert config.load({"CONVERTER_WORKERS": "3"}).workers == 3

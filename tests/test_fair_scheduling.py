@@ -160,32 +160,62 @@ def test_flooding_workspace_gets_503_while_others_keep_flowing(
     assert app.convert(extra, "pdf", key=key_a).status_code == 200
 
 
-@pytest.mark.parametrize("reserve,scheduler", [("30", "fair"), ("0", "fair"), ("30", "fifo")])
-def test_heavy_documents_leave_the_last_instance_to_a_recent_neighbour(
-        serve: type[ServedApp], corpus: Path, reserve: str, scheduler: str) -> None:
-    """B converted recently: A's heavy work takes one of two instances, B's gets the other.
+@pytest.mark.parametrize("scheduler", ["fair", "fifo"])
+def test_heavy_documents_never_take_the_last_idle_instance(
+        serve: type[ServedApp], corpus: Path, scheduler: str) -> None:
+    """fair: A's heavy backlog leaves the second instance idle; B's small one takes it.
 
-    With CONVERTER_RESERVE_SECONDS=0, or under fifo (the plain reference), A takes both
-    and B waits for one of A's to finish.
+    No other workspace has asked before A's backlog, and B finishes first. Under fifo (the
+    plain reference) A takes both instances and B waits for one of A's to finish.
     """
-    env = {"CONVERTER_RESERVE_SECONDS": reserve, "CONVERTER_ENGINE_SCHEDULER": scheduler}
-    reserved = reserve != "0" and scheduler == "fair"
-    app = serve(workers=2, env=env).start()
+    fair = scheduler == "fair"
+    app = serve(workers=2, env={"CONVERTER_ENGINE_SCHEDULER": scheduler}).start()
     heavy = _uploads(app, corpus / HEAVIER, "ws-a", 3)
-    small = _uploads(app, corpus / SMALL, "ws-b", 2)
-    assert app.convert(small[0][0], "pdf", key=small[0][1]).status_code == 200  # B is recent
+    small = _uploads(app, corpus / SMALL, "ws-b", 1)
     finishes = Finishes()
     with ThreadPoolExecutor(4) as pool:
         futures = [pool.submit(finishes.convert, app, "A", fid, key) for fid, key in heavy]
-        _wait_waiting(app, 2 if reserved else 1)
-        futures.append(pool.submit(finishes.convert, app, "B", *small[1]))
+        _wait_busy(app)
+        _wait_waiting(app, 2 if fair else 1)
+        if not fair:
+            _wait_busy(app, 2)
+        # Sampled while A's backlog waits: under fair the second instance stays idle.
+        held = app.metrics()
+        futures.append(pool.submit(finishes.convert, app, "B", *small[0]))
         assert [f.result() for f in futures] == [200] * 4
-    busy_max = app.metrics()["converter_engine_busy_max"]
-    if not reserved:
-        assert finishes.order[0] == "A", finishes.order
-        assert busy_max == 2
-    else:
+    if fair:
+        assert held["converter_engine_busy"] == 1, held
         assert finishes.order[0] == "B", finishes.order
+    else:
+        assert held["converter_engine_busy"] == 2, held
+        assert finishes.order[0] == "A", finishes.order
+    assert app.metrics()["converter_engine_busy_max"] == 2
+
+
+def test_heavy_backlog_alone_uses_one_instance_in_turn(
+        serve: type[ServedApp], corpus: Path) -> None:
+    """fair, two instances, heavy work only: every conversion completes, one at a time.
+
+    The idle instance is never handed to heavy work, and a held-back ticket is handed the
+    busy one as soon as it is released (nothing waits for a timeout).
+    """
+    app = serve(workers=2).start()
+    heavy = _uploads(app, corpus / HEAVY, "ws-a", 3)
+    with ThreadPoolExecutor(3) as pool:
+        statuses = [f.result().status_code
+                    for f in [pool.submit(app.convert, fid, "pdf", key) for fid, key in heavy]]
+    assert statuses == [200] * 3
+    metrics = app.metrics()
+    assert metrics["converter_engine_busy_max"] == 1, metrics
+    assert metrics["converter_engine_waiting"] == 0, metrics
+
+
+def test_a_pool_of_one_runs_heavy_work(serve: type[ServedApp], corpus: Path) -> None:
+    """CONVERTER_WORKERS=1: no instance to spare, so a heavy document takes the only one."""
+    app = serve(workers=1).start()
+    file_id = app.upload_ok(corpus / HEAVY)["id"]
+    assert app.convert(file_id, "pdf").status_code == 200
+    assert app.metrics()["converter_engine_busy_max"] == 1
 
 
 def test_scheduler_setting_is_validated(serve: type[ServedApp]) -> None:

@@ -4,6 +4,11 @@ Every conversion gets its own scratch directory, an instance of its own for its
 whole duration, and a deadline that queueing counts against. Failures are
 classified here: a document LibreOffice cannot open is the client's problem
 (422); an instance that died or hung is ours (restart it, retry once elsewhere).
+
+Under the fair scheduler a heavy conversion (CONVERTER_HEAVY_SECONDS) never takes the
+last idle instance of a pool of two or more while another instance converts: that one
+is the express lane for light work, which the OS then time-slices with the heavy
+conversions on the same cores.
 """
 
 from __future__ import annotations
@@ -111,8 +116,6 @@ class EnginePool:
         self.cond = threading.Condition(self._lock)
         self.scheduler = Scheduler(config.engine_scheduler, config.queue_size,
                                    config.queue_per_workspace)
-        # Last time each workspace asked for a conversion: the heavy-document rule.
-        self._seen: dict[str, float] = {}
         self.busy = 0
         self.busy_max = 0
         self.conversions_total = 0
@@ -272,7 +275,6 @@ class EnginePool:
         with self.cond:
             ticket = Ticket(job.tenant, job.cost, frozenset(avoid),
                             wakeup=threading.Condition(self._lock))
-            self._note(job.tenant.workspace)
             self.scheduler.add(ticket)
             self._dispatch()
             if ticket.instance is None:
@@ -289,9 +291,7 @@ class EnginePool:
                         raise ConversionTimeout(
                             f"No engine instance became free within "
                             f"CONVERTER_CONVERSION_TIMEOUT ({self.config.conversion_timeout:g}s)")
-                    ticket.wakeup.wait(min(remaining, 0.5))
-                    # A held-back heavy ticket may take the instance once the window passed.
-                    self._dispatch()
+                    ticket.wakeup.wait(remaining)
                 metrics.QUEUE_WAIT_SECONDS.observe(time.monotonic() - queued)
                 inst: Instance = ticket.instance
                 return inst
@@ -341,27 +341,28 @@ class EnginePool:
         """The idle instances ticket may take: a crash retry avoids the instance it lost."""
         preferred = [i for i in idle if i.index not in ticket.avoid] or (
             idle if len(ticket.avoid) >= self.size else [])
+        # The last idle instance of the pool, not of preferred: a retry that avoids one of
+        # two idle instances still leaves the other free for light work.
         if preferred and len(idle) == 1 and self._held_back(ticket):
             return []
         return preferred
 
-    def _note(self, workspace: str) -> None:
-        now = time.monotonic()
-        self._seen[workspace] = now
-        if len(self._seen) > 256:  # only recent arrivals matter to _held_back
-            cutoff = now - self.config.reserve_seconds
-            self._seen = {ws: t for ws, t in self._seen.items() if t >= cutoff}
-
     def _held_back(self, ticket: Ticket) -> bool:
-        """Whether a heavy conversion must leave the last free instance to cheaper work."""
-        window = self.config.reserve_seconds
-        # Part of the fair policy: fifo is the plain reference and hands out every instance.
-        if (self.scheduler.policy != "fair" or self.size < 2 or window <= 0
+        """Whether a heavy conversion must leave the last idle instance to light work."""
+        # Instances cannot be preempted, so one kept idle is the only way light work starts
+        # at once; the pool has one more than the CPUs (CONVERTER_WORKERS=auto), so heavy
+        # work still fills every core. No time window: whether a neighbour is about is
+        # unknowable in advance, and a window either idles the instance or makes the
+        # neighbour's first request wait. A pool of one has no instance to spare; fifo is
+        # the plain reference and hands out every instance.
+        if (self.scheduler.policy != "fair" or self.size < 2
                 or ticket.cost < self.config.heavy_seconds):
             return False
-        since = time.monotonic() - window
-        return any(seen >= since for ws, seen in self._seen.items()
-                   if ws != ticket.tenant.workspace)
+        # Only while another instance converts: its release (_release, then _dispatch)
+        # hands the held-back ticket an instance. With the others restarting (a crash
+        # retry waiting out the restart of the instance it lost) holding back would wait
+        # on restarts that may fail, not on work that will end.
+        return any(i.state == State.BUSY for i in self.instances)
 
     def _release(self, inst: Instance, healthy: bool) -> None:
         with self.cond:

@@ -13,7 +13,7 @@ least-served key, oldest first. A workspace that becomes backlogged again starts
 level with the least-served backlogged one, so idling earns no credit (DRR's deficit
 reset). Unlike a DRR ring it needs no quantum and keeps no round-robin position, so
 skipping a ticket that cannot take the instance on offer (a crash retry avoiding an
-instance, a heavy document held back from the last free one) cannot upset it. The
+instance, a heavy document that never takes the pool's last idle one) cannot upset it. The
 queue holds tens of tickets; the linear scans cost microseconds.
 
 Pure data structure: no threads, no locks (the pool calls it under its own lock).
