@@ -182,7 +182,7 @@ def throughput_table(rows: list[BatchRow]) -> list[str]:
                      _x(ratio(pool.docs_per_second, single.docs_per_second)),
                      str(single.errors + pool.errors)])
     return _table(["clients", "unoserver docs/s", "p50 s", "p99 s", "vs its 1 client",
-                   "pool (2) docs/s", "p50 s", "p99 s", "vs its 1 client",
+                   "pool docs/s", "p50 s", "p99 s", "vs its 1 client",
                    "pool / unoserver", "errors"], body) + [
         f"Each figure is the median of {max((r.rounds for r in rows), default=1)} round(s) "
         "(every level once per round, unoserver and pool back to back).", ""]
@@ -306,7 +306,8 @@ def render(results: Results) -> str:
             "batch; the service's default restarts each instance after 200 conversions.", "",
             "## 4. Throughput under concurrency", "",
             f"A fixed mixed batch of {results.batch_size} documents, converted by 1, 2, 4 and "
-            "8 client threads: one bare unoserver instance against the service's pool of two "
+            "8 client threads: one bare unoserver instance against the service's pool at its "
+            "default size (CONVERTER_WORKERS=auto: one instance per CPU plus one) "
             "(convert + download per document; files uploaded before the timed batch, fresh "
             "each time so the cache never answers). The benchmark's own client threads run on "
             "the same two cores.", ""]
