@@ -76,7 +76,10 @@ def test_kill_9_of_an_http_worker_affects_only_its_own_requests(
         serve: type[ServedApp], corpus: Path) -> None:
     """Conversions in flight on the other worker complete; the engine keeps converting;
     gunicorn replaces the dead worker."""
-    app = serve(workers=2, http_workers=2).start()
+    # Three instances, as CONVERTER_WORKERS=auto gives 2 CPUs: heavy work leaves the last
+    # idle one free, so with two the 12 slow conversions would run one at a time and the
+    # last ones outlive their deadline (a 502 that has nothing to do with the kill).
+    app = serve(workers=3, http_workers=2).start()
     engine = app.engine_pid()
     file_id = app.request("POST", "/v1/files", headers=CLOSE,
                           files={"file": (corpus / SLOW).open("rb")}).json()["id"]
