@@ -135,6 +135,27 @@ def test_release_makes_a_claim_ready_at_once(db: Engine, source: LocalProvider,
     assert again is not None and again.id == held.id and again.attempts == 1
 
 
+def test_racing_listings_record_each_version_once(db: Engine, source: LocalProvider,
+                                                   automation_id: str) -> None:
+    """Replicas listing the same new files at the same moment: one seen event per version."""
+    for index in range(30):
+        (source.root / f"f{index:02}.docx").write_bytes(b"x" * (index + 1))
+    entries = list(source.walk(""))
+    start = threading.Barrier(6)
+
+    def lister() -> None:
+        start.wait(timeout=30)  # every listing reads the (empty) history before any insert
+        claims.observe(db, automation_id, entries, 30.0)
+
+    threads = [threading.Thread(target=lister) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert _seen_events(db) == 30
+    assert len(_statuses(db)) == 30
+
+
 def test_racing_claimers_take_each_version_once(db: Engine, source: LocalProvider,
                                                 automation_id: str) -> None:
     """Eight threads claiming 30 ready versions at once: every version exactly once."""

@@ -89,9 +89,11 @@ def count(events: Iterable[Event]) -> None:
 def _insert_new(conn: Connection, values: dict[str, Any]) -> bool:
     """INSERT a claim row unless one exists for its version; True if this one made it."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    # RETURNING, not rowcount: psycopg reports -1 for an INSERT that SQLAlchemy gives
+    # an implicit RETURNING, so rowcount said "inserted" to both of two racing replicas.
     statement = dialect.insert(claims).values(**values).on_conflict_do_nothing(
-        index_elements=["automation_id", "path", "version"])
-    return bool(conn.execute(statement).rowcount)
+        index_elements=["automation_id", "path", "version"]).returning(claims.c.id)
+    return conn.execute(statement).first() is not None
 
 
 def observe(db: Engine, automation_id: str, entries: list[Entry], stable_after: float) -> int:
