@@ -52,7 +52,7 @@ def _note(pid: int, pipes: set[Path], tmpdirs: list[Path], scratch_root: Path) -
         return bool(held)
 
     # An empty set would make every later check pass: LibreOffice always binds one, though
-    # /readyz (the engine's status, cached a quarter second) may say ready just before.
+    # the pool may count an instance ready a moment before its socket shows in /proc.
     _wait(binds, 60, f"soffice {pid} to bind its OSL_PIPE socket")
     for path in held:
         assert stat.S_ISSOCK(path.lstat().st_mode), path

@@ -39,7 +39,10 @@ def readyz() -> tuple[Response, int]:
     # Below CONVERTER_MIN_FREE_MB uploads and conversions are refused: not ready either.
     short = svc.disk.shortage()
     checks["disk"] = f"error: {short}" if short else "ok"
-    stats = engine_stats()
+    # Fresh, not the status cached for up to a quarter second: each HTTP worker keeps its
+    # own, so a cached one could say "starting" just after another worker said ready,
+    # or "ready" just after an instance died. A probe is rare; one call is cheap.
+    stats = engine_stats(fresh=True)
     ready_instances = sum(1 for i in stats.get("instances", [])
                           if i["state"] in ("idle", "busy", "draining"))
     checks["engine"] = "ok" if stats.get("ready") else stats.get("error") or (
@@ -49,10 +52,11 @@ def readyz() -> tuple[Response, int]:
         200 if ok else 503)
 
 
-def engine_stats() -> dict[str, Any]:
+def engine_stats(fresh: bool = False) -> dict[str, Any]:
     """The engine's counters, or a minimal shape for engines without stats."""
     stats = getattr(services().engine, "stats", None)
-    return stats() if stats is not None else {"ready": True, "size": 0, "instances": []}
+    return stats(fresh=fresh) if stats is not None else {"ready": True, "size": 0,
+                                                         "instances": []}
 
 
 @bp.get("/metrics")

@@ -456,8 +456,8 @@ class EnginePool:
         return crashes + 1
 
     # ----------------------------------------------------------------- observation
-    def stats(self) -> dict[str, object]:
-        """Counters for /metrics and tests."""
+    def stats(self, fresh: bool = False) -> dict[str, object]:
+        """Counters for /metrics and tests (always current: fresh is for remote engines)."""
         with self.cond:
             return {
                 "size": self.size,
