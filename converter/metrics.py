@@ -100,7 +100,7 @@ AUTOMATION_LISTINGS = Counter("converter_automation_listings", "Listings of auto
 CLEANUP_PASSES = Counter("converter_cleanup_passes", "Cleanup passes (retention and gc) by "
                          "outcome: ok, failed, lease_lost", ["outcome"])
 CLEANUP_ITEMS = Counter("converter_cleanup_items", "What cleanup passes deleted or repaired, "
-                        "by kind (files, runs, content_artifacts, orphan_objects, "
+                        "by kind (files, runs, content_artifacts, orphan_objects, partial_writes, "
                         "missing_artifacts, scratch, profiles, leases, abandoned_runs, "
                         "idempotency_keys, automation_events; missing_originals are found "
                         "and logged)", ["kind"])

@@ -82,6 +82,9 @@ def test_gc_on_local_storage(serve: type[ServedApp], corpus: Path) -> None:
     orphans = [plant(objects / "artifacts" / "file_gone" / "x.pdf", old=True),
                plant(objects / "originals" / "file_gone", old=True)]
     fresh = plant(objects / "content" / "just-written.pdf", old=False)
+    # Temp files of writes killed before their rename: never listed as objects.
+    partial = plant(objects / "artifacts" / file["id"] / ".tmp-killedwrite", old=True)
+    in_flight = plant(objects / "originals" / ".tmp-writing-now", old=False)
     engine = app.data_dir / "engine"
     stale = [plant(engine / "scratch" / uuid.uuid4().hex, old=True, directory=True),
              plant(app.data_dir / "tmp" / "upload-abandoned", old=True),
@@ -96,15 +99,15 @@ def test_gc_on_local_storage(serve: type[ServedApp], corpus: Path) -> None:
     assert sql(app, "UPDATE idempotency_keys SET created_at = ? WHERE key = 'old-key'",
                stamp(datetime.now(UTC) - timedelta(hours=25))) == 1
 
-    expected = {"orphan_objects": 2, "missing_artifacts": 1, "scratch": 2, "profiles": 1,
-                "leases": 1, "abandoned_runs": 1, "idempotency_keys": 1}
+    expected = {"orphan_objects": 2, "partial_writes": 1, "missing_artifacts": 1, "scratch": 2,
+                "profiles": 1, "leases": 1, "abandoned_runs": 1, "idempotency_keys": 1}
     assert gc(app, "--dry-run") == expected
-    assert all(p.exists() for p in [*orphans, *stale, fresh, live_scratch])
+    assert all(p.exists() for p in [*orphans, *stale, partial, fresh, live_scratch, in_flight])
     assert artifact_rows(app, file["id"]) == 1
 
     assert gc(app) == expected
-    assert [p for p in [*orphans, *stale] if p.exists()] == []
-    assert fresh.exists() and live_scratch.exists()
+    assert [p for p in [*orphans, *stale, partial] if p.exists()] == []
+    assert fresh.exists() and live_scratch.exists() and in_flight.exists()
     assert (objects / "originals" / file["id"]).exists() and (engine / "instance-0").exists()
     assert artifact_rows(app, file["id"]) == 0
     assert app.request("GET", f"/v1/runs/{run['run_id']}").json()["status"] == "pending"
@@ -132,9 +135,21 @@ def test_gc_on_s3(serve: type[ServedApp], corpus: Path, moto_endpoint: str) -> N
     s3.put_object(Bucket=BUCKET, Key=orphan, Body=b"left by a crash")
     outside = "someone-else/originals/x"  # not under the service's prefix: never touched
     s3.put_object(Bucket=BUCKET, Key=outside, Body=b"not ours")
+    # A multipart upload a kill cut short: its parts are stored (and billed) but no object.
+    killed = s3.create_multipart_upload(Bucket=BUCKET, Key=f"{prefix}originals/file_killed")
+    s3.upload_part(Bucket=BUCKET, Key=f"{prefix}originals/file_killed", PartNumber=1,
+                   UploadId=killed["UploadId"], Body=b"part of a large original")
+    others = s3.create_multipart_upload(Bucket=BUCKET, Key="someone-else/big")
     time.sleep(2)  # past the one-second grace: moto keeps real write times
 
-    assert gc(app) == {"orphan_objects": 1, "missing_artifacts": 1}
+    assert gc(app, "--dry-run") == {"orphan_objects": 1, "partial_writes": 1,
+                                    "missing_artifacts": 1}
+    assert gc(app) == {"orphan_objects": 1, "partial_writes": 1, "missing_artifacts": 1}
+    assert s3.list_multipart_uploads(Bucket=BUCKET, Prefix=prefix).get("Uploads", []) == []
+    outsiders = s3.list_multipart_uploads(Bucket=BUCKET, Prefix="someone-else/big")
+    assert [u["UploadId"] for u in outsiders.get("Uploads", [])] == [others["UploadId"]]
+    s3.abort_multipart_upload(Bucket=BUCKET, Key="someone-else/big",
+                              UploadId=others["UploadId"])
     keys = {item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
     assert orphan not in keys and outside in keys and f"{prefix}originals/{file['id']}" in keys
     repaired = app.convert(file["id"], "txt")

@@ -64,6 +64,7 @@ class Collector:
     def collect(self, sweep: Sweep) -> None:
         """Run every step; each counts into sweep under its kind."""
         self.orphans(sweep)
+        self.partial_writes(sweep)
         self.missing(sweep)
         self.leftovers(sweep)
         sweep.tally("leases", expired_holds(self.db, sweep.dry_run))
@@ -90,6 +91,14 @@ class Collector:
                         self.storage.delete(key)
                 sweep.tally("orphan_objects", len(orphans))
                 sweep.checkpoint()
+
+    def partial_writes(self, sweep: Sweep) -> None:
+        """Remove what writes killed midway left in storage (temp files, multipart parts)."""
+        # The same grace as orphans: a write older than that is not still running.
+        cutoff = utcnow() - timedelta(seconds=self.grace)
+        sweep.tally("partial_writes",
+                    self.storage.clear_partial_writes(cutoff, dry_run=sweep.dry_run))
+        sweep.checkpoint()
 
     def _named(self, keys: list[str]) -> set[str]:
         query = union_all(*(select(table.c.storage_key).where(table.c.storage_key.in_(keys))

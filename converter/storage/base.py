@@ -110,6 +110,15 @@ class Storage(Protocol):
         """
         ...
 
+    def clear_partial_writes(self, older_than: datetime, dry_run: bool = False) -> int:
+        """Remove what writes killed midway left (never listed objects); return how many.
+
+        Local: temp files of interrupted writes. S3: incomplete multipart uploads,
+        which are billed like objects until aborted. Only those begun before
+        older_than go, so a write still in flight is never touched.
+        """
+        ...
+
     def local_path(self, key: str) -> Path | None:
         """The file the HTTP layer can stream the object from, or None on remote backends.
 

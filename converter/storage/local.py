@@ -152,6 +152,25 @@ class LocalStorage:
                 yield StoredObject(key, st.st_size,
                                    datetime.fromtimestamp(st.st_mtime, tz=UTC))
 
+    def clear_partial_writes(self, older_than: datetime, dry_run: bool = False) -> int:
+        """Delete temp files of writes a kill interrupted, begun before older_than."""
+        cutoff = older_than.timestamp()
+        removed = 0
+        for dirpath, _dirs, filenames in os.walk(self.root):
+            for name in filenames:
+                if not name.startswith(TEMP_PREFIX):
+                    continue
+                path = os.path.join(dirpath, name)
+                try:
+                    if os.stat(path).st_mtime >= cutoff:
+                        continue  # a write in flight (or just finished and renamed away)
+                    if not dry_run:
+                        os.unlink(path)
+                except FileNotFoundError:
+                    continue  # renamed into place or removed meanwhile
+                removed += 1
+        return removed
+
     def local_path(self, key: str) -> Path | None:
         """The file the object is (or would be) stored in; it may not exist."""
         return self._path(key)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +161,23 @@ class S3Storage:
                     yield StoredObject(item["Key"][len(self.prefix):], int(item["Size"]),
                                        modified if modified.tzinfo else
                                        modified.replace(tzinfo=UTC))
+
+    def clear_partial_writes(self, older_than: datetime, dry_run: bool = False) -> int:
+        """Abort multipart uploads under the prefix initiated before older_than."""
+        aborted = 0
+        with self._errors("multipart upload cleanup", self.prefix or "/"):
+            paginator = self._client.get_paginator("list_multipart_uploads")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+                for upload in page.get("Uploads", []):
+                    started = upload["Initiated"]
+                    if (started if started.tzinfo else started.replace(tzinfo=UTC)) >= \
+                            older_than:
+                        continue
+                    if not dry_run:
+                        self._client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                    aborted += 1
+        return aborted
 
     def local_path(self, key: str) -> Path | None:
         """Always None: objects are not on this machine's filesystem."""
