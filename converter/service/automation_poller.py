@@ -21,6 +21,7 @@ from converter.db.schema import automations
 from converter.service import automation_claims as claims
 from converter.service.automation_executor import Executor
 from converter.service.automations import Connectors, automation_of
+from converter.service.idle_poll import IdlePoll
 from converter.service.run_worker import new_token
 
 logger = logging.getLogger("converter.automations")
@@ -123,15 +124,18 @@ class AutomationPoller:
         return True
 
     def _work_loop(self) -> None:
+        idle = IdlePoll(min(self.poll_seconds, 1.0))
         while not self._stop.is_set():
             try:
                 if self.work_once():
+                    idle.busy()
                     continue
             except Exception:
                 logger.exception("automation claim failed; its lease will expire")
                 self._stop.wait(1.0)
                 continue
-            self._wake.wait(min(self.poll_seconds, 1.0))
+            if self._wake.wait(idle.empty()):
+                idle.busy()
             self._wake.clear()
 
     def _heartbeat(self) -> None:

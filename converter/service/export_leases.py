@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, func, or_, select, update
+from sqlalchemy import Engine, and_, bindparam, case, func, or_, select, update
 
 from converter.db.engine import utcnow
 from converter.db.schema import exports
@@ -28,9 +28,9 @@ class Claim:
     attempts: int
 
 
-def claim_next(db: Engine, token: str, lease_seconds: float) -> Claim | None:
-    """Atomically lease the oldest claimable export to token, or return None."""
-    now = utcnow()
+def _claim_statement() -> Any:
+    """UPDATE ... RETURNING that leases the oldest claimable export, built once."""
+    now = bindparam("now", type_=exports.c.created_at.type)
     candidate = exports.alias("candidate")
     chosen = (select(candidate.c.id)
               .where(or_(and_(candidate.c.status == "pending",
@@ -40,14 +40,23 @@ def claim_next(db: Engine, token: str, lease_seconds: float) -> Claim | None:
                               candidate.c.lease_expires_at < now)))
               .order_by(candidate.c.seq).limit(1)
               .with_for_update(skip_locked=True).scalar_subquery())
-    with db.begin() as conn:
-        row = conn.execute(
-            update(exports).where(exports.c.id == chosen)
-            .values(status="processing", lease_owner=token,
-                    lease_expires_at=now + timedelta(seconds=lease_seconds),
+    return (update(exports).where(exports.c.id == chosen)
+            .values(status="processing", lease_owner=bindparam("token"),
+                    lease_expires_at=bindparam("expires"),
                     attempts=exports.c.attempts + 1,
                     started_at=func.coalesce(exports.c.started_at, now))
-            .returning(exports.c.id, exports.c.attempts)).first()
+            .returning(exports.c.id, exports.c.attempts))
+
+
+_CLAIM = _claim_statement()
+
+
+def claim_next(db: Engine, token: str, lease_seconds: float) -> Claim | None:
+    """Atomically lease the oldest claimable export to token, or return None."""
+    now = utcnow()
+    with db.begin() as conn:
+        row = conn.execute(_CLAIM, {"now": now, "token": token,
+                                    "expires": now + timedelta(seconds=lease_seconds)}).first()
     return None if row is None else Claim(row.id, token, int(row.attempts))
 
 

@@ -36,6 +36,7 @@ from converter.errors import (
 )
 from converter.service import export_leases as leases
 from converter.service.export_items import Producer, RunNotFinished
+from converter.service.idle_poll import IdlePoll
 from converter.service.run_worker import new_token
 from converter.storage import ObjectMissing, StorageError
 
@@ -101,6 +102,7 @@ class ExportWorker:
             logger.exception("could not release exports at shutdown")
 
     def _loop(self) -> None:
+        idle = IdlePoll(self.poll)
         while not self._stop.is_set():
             try:
                 claim = leases.claim_next(self.db, new_token(), self.lease_seconds)
@@ -109,9 +111,11 @@ class ExportWorker:
                 self._stop.wait(1.0)
                 continue
             if claim is None:
-                self._wake.wait(self.poll)
+                if self._wake.wait(idle.empty()):
+                    idle.busy()
                 self._wake.clear()
                 continue
+            idle.busy()
             with self._lock:
                 self._active[claim.token] = claim.export_id
             try:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, func, or_, select, update
+from sqlalchemy import Engine, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from converter import metrics
@@ -44,6 +44,7 @@ from converter.errors import (
 from converter.matrix import Matrix
 from converter.service import webhooks
 from converter.service.conversion import ConversionService
+from converter.service.idle_poll import IdlePoll
 from converter.service.runs import file_columns, file_record
 from converter.storage import ObjectMissing, StorageError
 
@@ -70,9 +71,10 @@ def new_token() -> str:
     return f"{uuid.uuid4().hex[:16]}@{process_tag()}"[:80]
 
 
-def claim_next(db: Engine, token: str, lease_seconds: float) -> Claim | None:
-    """Atomically lease the oldest claimable run to token, or return None."""
-    now = utcnow()
+def _claim_statement() -> Any:
+    """UPDATE ... RETURNING that leases the oldest claimable run, built once (it runs on
+    every poll of every worker thread; building it was most of the poll's CPU)."""
+    now = bindparam("now", type_=runs.c.created_at.type)
     candidate = runs.alias("candidate")
     chosen = (select(candidate.c.id)
               .where(or_(and_(candidate.c.status == "pending",
@@ -82,17 +84,26 @@ def claim_next(db: Engine, token: str, lease_seconds: float) -> Claim | None:
                               candidate.c.lease_expires_at < now)))
               .order_by(candidate.c.seq).limit(1)
               .with_for_update(skip_locked=True).scalar_subquery())
-    with db.begin() as conn:
-        row = conn.execute(
-            update(runs).where(runs.c.id == chosen)
-            .values(status="running", lease_owner=token,
-                    lease_expires_at=now + timedelta(seconds=lease_seconds),
+    return (update(runs).where(runs.c.id == chosen)
+            .values(status="running", lease_owner=bindparam("token"),
+                    lease_expires_at=bindparam("expires"),
                     attempts=runs.c.attempts + 1,
                     # `now` was read before the write lock was ours: a run created by
                     # another process meanwhile must not seem to start before it existed.
                     started_at=func.coalesce(runs.c.started_at, case(
                         (runs.c.created_at > now, runs.c.created_at), else_=now)))
-            .returning(runs.c.id, runs.c.attempts)).first()
+            .returning(runs.c.id, runs.c.attempts))
+
+
+_CLAIM = _claim_statement()
+
+
+def claim_next(db: Engine, token: str, lease_seconds: float) -> Claim | None:
+    """Atomically lease the oldest claimable run to token, or return None."""
+    now = utcnow()
+    with db.begin() as conn:
+        row = conn.execute(_CLAIM, {"now": now, "token": token,
+                                    "expires": now + timedelta(seconds=lease_seconds)}).first()
     return None if row is None else Claim(row.id, token, int(row.attempts))
 
 
@@ -214,6 +225,7 @@ class RunWorker:
             return list(self._active.values())
 
     def _loop(self) -> None:
+        idle = IdlePoll(self.poll)
         while not self._stop.is_set() and not self._draining.is_set():
             try:
                 claim = claim_next(self.db, new_token(), self.lease_seconds)
@@ -224,9 +236,11 @@ class RunWorker:
             if claim is None:
                 if self._draining.is_set():
                     break
-                self._wake.wait(self.poll)
+                if self._wake.wait(idle.empty()):
+                    idle.busy()
                 self._wake.clear()
                 continue
+            idle.busy()
             metrics.RUNS.labels(status="running").inc()
             with self._lock:
                 self._active[claim.token] = claim.run_id
