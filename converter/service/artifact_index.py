@@ -99,15 +99,23 @@ def file_artifact(row: Any) -> Artifact:
 class FileArtifacts:
     """Artifacts of one stored file (the two-step API and runs)."""
 
-    def __init__(self, db: Engine, storage: Storage, file_id: str) -> None:
+    def __init__(self, db: Engine, storage: Storage, file_id: str,
+                 known: dict[str, Any] | None = None) -> None:
         self.db = db
         self.storage = storage
         self.file_id = file_id
+        # Rows read with the file itself (the cache hit's one query), by cache key.
+        self._known = known
 
     def lookup(self, key: str) -> Artifact | None:
         """The artifact under a cache key, if its object is still there."""
-        with self.db.connect() as conn:
-            row = conn.execute(_LOOKUP, {"key": key}).first()
+        # The rows read with the file answer the first lookup only: a later one (the
+        # single-flight re-check) must see what other processes recorded since.
+        known, self._known = self._known, None
+        row = known.get(key) if known is not None else None
+        if row is None:
+            with self.db.connect() as conn:
+                row = conn.execute(_LOOKUP, {"key": key}).first()
         if row is None:
             return None
         if not present(self.storage, row.storage_key):

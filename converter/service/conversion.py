@@ -176,19 +176,24 @@ class ConversionService:
                      options: dict[str, Any] | None = None) -> Conversion:
         """Convert a visible file (or return its cached artifact)."""
         deadline = time.monotonic() + self.timeout
-        record = self.files.get(principal, file_id)
+        # One query for the file and its artifacts in target: a cache hit needs no other.
+        record, made = self.files.get_with_artifacts(principal, file_id, target)
         plan = self.matrix.plan(record.format, target, options)
         return self.produce(record, record.id, record.storage_key, plan, deadline,
-                            tenant_of(principal))
+                            tenant_of(principal), known=made)
 
     def produce(self, record: FileRecord, source_id: str, source_key: str, plan: ExportPlan,
-                deadline: float, tenant: Tenant = ANONYMOUS) -> Conversion:
-        """Return the artifact of a stored file (or of an earlier artifact) for plan."""
+                deadline: float, tenant: Tenant = ANONYMOUS,
+                known: dict[str, Any] | None = None) -> Conversion:
+        """Return the artifact of a stored file (or of an earlier artifact) for plan.
+
+        known: the file's artifact rows by cache key, when the caller read them already.
+        """
         own = source_id == record.id
         subject = Subject(
             source_id=source_id, format=plan.source, encrypted=own and record.encrypted,
             fetch=lambda path: self.storage.download_to(source_key, path),
-            index=FileArtifacts(self.db, self.storage, record.id), record=record,
+            index=FileArtifacts(self.db, self.storage, record.id, known), record=record,
             sheets=record.sheets if own else None,
             learn=(lambda **found: self.files.learn(record, **found)) if own else (
                 lambda **_found: None), tenant=tenant, pages=record.pages if own else None,

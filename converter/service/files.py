@@ -6,9 +6,10 @@ import json
 import secrets
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import IO, Any
 
-from sqlalchemy import Engine, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Engine, and_, bindparam, delete, insert, or_, select, update
 
 from converter.db.engine import as_utc, next_seq, utcnow
 from converter.db.schema import artifacts, files
@@ -96,11 +97,21 @@ def _iso(value: datetime | None) -> str | None:
 
 # Built once: constructing the statement per request cost more than running it on the
 # cache-hit path (measured in bench/). Same rule as Principal.visible().
-_GET_VISIBLE = select(files).where(
+_VISIBLE = and_(
     files.c.id == bindparam("file_id"),
     files.c.workspace == bindparam("workspace"),
     or_(files.c.scope == "workspace", files.c.owner == bindparam("user")),
 )
+_GET_VISIBLE = select(files).where(_VISIBLE)
+
+# The cache hit's one query: the file (if visible) with its artifacts in the target
+# format, each artifacts column prefixed "artifact_" so it cannot shadow the file's.
+ARTIFACT_PREFIX = "artifact_"
+_GET_VISIBLE_WITH_ARTIFACTS = select(
+    files, *[column.label(ARTIFACT_PREFIX + column.name) for column in artifacts.c],
+).select_from(files.outerjoin(artifacts, and_(
+    artifacts.c.file_id == files.c.id, artifacts.c.format == bindparam("format"),
+))).where(_VISIBLE)
 
 
 def _record(row: Any, retention: timedelta | None) -> FileRecord:
@@ -110,6 +121,13 @@ def _record(row: Any, retention: timedelta | None) -> FileRecord:
                       sha256=row.sha256, storage_key=row.storage_key, created_at=created,
                       expires_at=expiry(created, row.expires_at, retention),
                       **metadata_of(row))
+
+
+def _artifact_columns(row: Any) -> SimpleNamespace:
+    """The artifacts columns of a joined row, under their own names."""
+    mapping = row._mapping
+    return SimpleNamespace(**{column.name: mapping[ARTIFACT_PREFIX + column.name]
+                              for column in artifacts.c})
 
 
 def metadata_of(row: Any) -> dict[str, Any]:
@@ -185,6 +203,19 @@ class FileService:
         if row is None:
             raise NotFound(f"No file {file_id!r} is visible to this key", field="file_id")
         return _record(row, self.retention)
+
+    def get_with_artifacts(self, principal: Principal, file_id: str, target: str,
+                           ) -> tuple[FileRecord, dict[str, Any]]:
+        """A visible file and its artifacts' rows in target by cache key, in one query."""
+        with self.db.connect() as conn:
+            rows = conn.execute(_GET_VISIBLE_WITH_ARTIFACTS, {
+                "file_id": file_id, "workspace": principal.workspace,
+                "user": principal.user_id, "format": target}).all()
+        if not rows:
+            raise NotFound(f"No file {file_id!r} is visible to this key", field="file_id")
+        made = {row._mapping[ARTIFACT_PREFIX + "cache_key"]: _artifact_columns(row)
+                for row in rows if row._mapping[ARTIFACT_PREFIX + "id"] is not None}
+        return _record(rows[0], self.retention), made
 
     def list(self, principal: Principal, limit: int, cursor: str | None,
              ) -> tuple[list[FileRecord], str | None]:
