@@ -84,6 +84,28 @@ def test_local_connector_lifecycle(call: Recorder, roots: Path) -> None:
     assert gone.status_code == 404 and error_of(gone)["type"] == "not_found"
 
 
+def test_a_connector_an_automation_uses_is_409_until_the_automation_goes(
+        call: Recorder, roots: Path) -> None:
+    """Deleting a connector in use names the automations; it stays, and so do they."""
+    inbox, outbox = _local(call, roots, "inbox"), _local(call, roots, "outbox")
+    made = call("POST", "/v1/automations", json={
+        "source_connector_id": inbox["id"], "formats": ["pdf"],
+        "destination_connector_id": outbox["id"]})
+    assert made.status_code == 201, made.text
+    automation_id = made.json()["id"]
+    for connector in (inbox, outbox):
+        refused = call("DELETE", f"/v1/connectors/{connector['id']}")
+        assert refused.status_code == 409, refused.text
+        error = error_of(refused)
+        assert error["type"] == "conflict" and error["field"] == "connector_id"
+        assert error["automations"] == [automation_id] and automation_id in error["message"]
+        assert call("GET", f"/v1/connectors/{connector['id']}").status_code == 200
+    assert call("GET", f"/v1/automations/{automation_id}").status_code == 200
+    assert call("DELETE", f"/v1/automations/{automation_id}").status_code == 204
+    for connector in (inbox, outbox):
+        assert call("DELETE", f"/v1/connectors/{connector['id']}").status_code == 204
+
+
 @pytest.mark.parametrize(("body", "field"), [
     ({"provider": "ftp", "path": "/x"}, "provider"),
     ({"provider": "local", "config": {"path": "/etc"}}, "config.path"),

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from converter.connectors.base import Provider
 from converter.connectors.paths import normalize_subpath
@@ -39,6 +40,10 @@ class Connectors(Protocol):
 
     def exists(self, workspace: str, connector_id: str) -> bool:
         """Whether workspace has this connector."""
+        ...
+
+    def hold(self, conn: Connection, workspace: str, connector_ids: Collection[str]) -> bool:
+        """Whether workspace has all these connectors, kept from deletion until conn commits."""
         ...
 
 
@@ -171,6 +176,15 @@ class AutomationService:
             raise NotFound(f"{field}: no connector {raw!r} in this workspace", field=field)
         return raw
 
+    def _hold_connectors(self, conn: Connection, workspace: str, values: dict[str, Any]
+                         ) -> None:
+        # Checked again inside the write: a connector deleted since _validated looked
+        # would otherwise leave this automation pointing at nothing.
+        for field in ("source_connector_id", "destination_connector_id"):
+            if not self.connectors.hold(conn, workspace, [values[field]]):
+                raise NotFound(f"{field}: no connector {values[field]!r} in this workspace",
+                               field=field)
+
     def _validated(self, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
         formats = self._formats(body.get("formats"))
         enabled = body.get("enabled", True)
@@ -206,6 +220,7 @@ class AutomationService:
                 id=automation_id, workspace=principal.workspace, created_by=principal.user_id,
                 api_key_id=principal.key_id, created_at=now, updated_at=now, seq=next_seq(),
                 **values))
+            self._hold_connectors(conn, principal.workspace, values)
         return self.get(principal, automation_id)
 
     def get(self, principal: Principal, automation_id: str) -> Automation:
@@ -242,6 +257,7 @@ class AutomationService:
                 automations.c.id == automation_id,
                 automations.c.workspace == principal.workspace).values(
                 updated_at=utcnow(), **values))
+            self._hold_connectors(conn, principal.workspace, values)
         return self.get(principal, automation_id)
 
     def delete(self, principal: Principal, automation_id: str) -> None:

@@ -11,18 +11,25 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, Row, delete, insert, select, update
+from sqlalchemy import Connection, Engine, Row, delete, exists, insert, or_, select, update
 
 from converter.connectors import registry
 from converter.connectors.base import Entry, Provider
 from converter.connectors.crypto import CredentialBox
 from converter.connectors.paths import normalize_subpath
 from converter.db.engine import next_seq, utcnow
-from converter.db.schema import connectors, export_defaults
-from converter.errors import ConnectorFailed, ConnectorUnavailable, InvalidRequest, NotFound
+from converter.db.schema import automations, connectors, export_defaults
+from converter.errors import (
+    Conflict,
+    ConnectorFailed,
+    ConnectorUnavailable,
+    InvalidRequest,
+    NotFound,
+)
 from converter.service.pagination import decode_cursor, encode_cursor
 from converter.service.principal import Principal
 from converter.service.runs import iso
@@ -144,10 +151,33 @@ class ConnectorService:
         return self.render(self._row(principal.workspace, row.id))
 
     def delete(self, principal: Principal, connector_id: str) -> None:
-        """Remove a connector, and the workspace's export default if it pointed here."""
+        """Remove a connector, and the workspace's export default if it pointed here.
+
+        A connector an automation reads from or delivers to is refused with 409: deleting
+        it would leave the automation failing on every listing, unseen.
+        """
         row = self._row(principal.workspace, connector_id)
+        used_by = or_(automations.c.source_connector_id == row.id,
+                      automations.c.destination_connector_id == row.id)
         with self.db.begin() as conn:
-            conn.execute(delete(connectors).where(connectors.c.id == row.id))
+            # On PostgreSQL the row lock orders this delete against an automation being
+            # created with the connector (it holds the row FOR SHARE, see hold()), and the
+            # check below then reads what that creation committed. On SQLite the single
+            # DELETE ... NOT EXISTS statement is atomic under the write lock.
+            conn.execute(select(connectors.c.id).where(connectors.c.id == row.id)
+                         .with_for_update())
+            deleted = conn.execute(delete(connectors).where(
+                connectors.c.id == row.id, ~exists().where(used_by))).rowcount
+            if not deleted:
+                users = sorted(conn.execute(select(automations.c.id).where(used_by))
+                               .scalars().all())
+                if users:
+                    raise Conflict(
+                        f"connector {row.id} is used by automation(s) {', '.join(users)}: "
+                        "delete them, or point them at another connector, first",
+                        field="connector_id", automations=users)
+                raise NotFound(f"No connector {connector_id!r} in this workspace",
+                               field="connector_id")
             conn.execute(update(export_defaults).where(
                 export_defaults.c.workspace == principal.workspace,
                 export_defaults.c.connector_id == row.id).values(connector_id=None))
@@ -211,6 +241,14 @@ class ConnectorService:
         except NotFound:
             return False
         return True
+
+    def hold(self, conn: Connection, workspace: str, connector_ids: Collection[str]) -> bool:
+        """Whether workspace has all these connectors, kept from deletion until conn commits."""
+        wanted: set[str] = set(connector_ids)
+        found = conn.execute(select(connectors.c.id).where(
+            connectors.c.workspace == workspace, connectors.c.id.in_(wanted))
+            .with_for_update(read=True)).scalars().all()
+        return set(found) == wanted
 
     def test(self, principal: Principal, connector_id: str) -> dict[str, Any]:
         """Write and delete a probe; any failure is a 400 quoting the provider's reason."""

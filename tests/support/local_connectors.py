@@ -6,8 +6,11 @@ poller's steps directly use this map to the same LocalProvider instead.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from sqlalchemy import Connection
 
 from converter.connectors.base import Provider
 from converter.connectors.local import LocalProvider
@@ -32,3 +35,7 @@ class LocalConnectors:
     def exists(self, workspace: str, connector_id: str) -> bool:
         """Whether this workspace has the connector."""
         return workspace == self.workspace and connector_id in self.folders
+
+    def hold(self, _conn: Connection, workspace: str, connector_ids: Collection[str]) -> bool:
+        """Whether this workspace has all the connectors (nothing here deletes them)."""
+        return all(self.exists(workspace, connector_id) for connector_id in connector_ids)
