@@ -55,8 +55,10 @@ def automation_id(db: Engine, tmp_path: Path) -> str:
     connectors = LocalConnectors(WHO.workspace, tmp_path, {"con_in": tmp_path / "in",
                                                            "con_out": tmp_path / "out"})
     service = AutomationService(db, load_matrix(), connectors)
-    return service.create(WHO, {"source_connector_id": "con_in", "formats": ["pdf"],
-                                "destination_connector_id": "con_out"}).id
+    created, _replayed = service.create(WHO, {"source_connector_id": "con_in",
+                                              "formats": ["pdf"],
+                                              "destination_connector_id": "con_out"})
+    return str(created["id"])
 
 
 def _statuses(db: Engine) -> list[tuple[str, str]]:

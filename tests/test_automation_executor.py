@@ -44,7 +44,7 @@ class Rig:
         """An automation from inbox to outbox (fields override the defaults)."""
         body = {"source_connector_id": "con_in", "formats": ["pdf"],
                 "destination_connector_id": "con_out", **fields}
-        return self.automations.create(WHO, body).id
+        return str(self.automations.create(WHO, body)[0]["id"])
 
     def settle(self, rounds: int = 2) -> None:
         """List rounds times, then work until nothing is ready."""

@@ -52,8 +52,8 @@ def services(db: Engine, tmp_path: Path) -> tuple[ConnectorService, AutomationSe
 
 def _local(service: ConnectorService, folder: Path) -> str:
     folder.mkdir(parents=True, exist_ok=True)
-    made = service.create(WHO, {"provider": "local", "name": folder.name,
-                                "config": {"path": str(folder)}})
+    made, _replayed = service.create(WHO, {"provider": "local", "name": folder.name,
+                                           "config": {"path": str(folder)}})
     return str(made["id"])
 
 
@@ -68,16 +68,16 @@ def test_in_use_is_refused_then_allowed_once_repointed(
     connector_service, automation_service = services
     inbox, outbox, spare = (_local(connector_service, tmp_path / name)
                             for name in ("in", "out", "spare"))
-    automation = automation_service.create(WHO, _body(inbox, outbox))
+    automation_id = str(automation_service.create(WHO, _body(inbox, outbox))[0]["id"])
     with pytest.raises(Conflict) as refused:
         connector_service.delete(WHO, outbox)
-    assert refused.value.details == {"field": "connector_id", "automations": [automation.id]}
+    assert refused.value.details == {"field": "connector_id", "automations": [automation_id]}
     assert connector_service.exists(WHO.workspace, outbox)
-    automation_service.update(WHO, automation.id, {"destination_connector_id": spare})
+    automation_service.update(WHO, automation_id, {"destination_connector_id": spare})
     connector_service.delete(WHO, outbox)
     assert not connector_service.exists(WHO.workspace, outbox)
     with pytest.raises(NotFound):
-        automation_service.update(WHO, automation.id, {"destination_connector_id": outbox})
+        automation_service.update(WHO, automation_id, {"destination_connector_id": outbox})
 
 
 def test_racing_creates_and_a_delete_never_leave_a_dangling_automation(

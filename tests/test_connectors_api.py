@@ -106,6 +106,39 @@ def test_a_connector_an_automation_uses_is_409_until_the_automation_goes(
         assert call("DELETE", f"/v1/connectors/{connector['id']}").status_code == 204
 
 
+def test_creates_with_an_idempotency_key_are_replayed(call: Recorder, roots: Path) -> None:
+    """A retried POST with its key answers the first record, marked replayed; 409 if changed."""
+    folder = roots / f"idem-{secrets.token_hex(3)}"
+    folder.mkdir()
+    body = {"provider": "local", "name": "idem", "config": {"path": str(folder)}}
+    headers = {"Idempotency-Key": f"conn-{secrets.token_hex(4)}"}
+    first = call("POST", "/v1/connectors", json=body, headers=headers)
+    again = call("POST", "/v1/connectors", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201, (first.text, again.text)
+    assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.headers
+    changed = call("POST", "/v1/connectors", json={**body, "name": "other"}, headers=headers)
+    assert changed.status_code == 409
+    assert error_of(changed)["type"] == "idempotency_key_in_use"
+    outbox = _local(call, roots, "idem-out")
+    automation = {"source_connector_id": first.json()["id"], "formats": ["pdf"],
+                  "destination_connector_id": outbox["id"]}
+    headers = {"Idempotency-Key": f"aut-{secrets.token_hex(4)}"}
+    made = call("POST", "/v1/automations", json=automation, headers=headers)
+    replayed = call("POST", "/v1/automations", json=automation, headers=headers)
+    assert made.status_code == replayed.status_code == 201, (made.text, replayed.text)
+    assert replayed.json()["id"] == made.json()["id"]
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    listed = call("GET", "/v1/automations", params={"limit": 100}).json()["data"]
+    assert [a["id"] for a in listed].count(made.json()["id"]) == 1
+    assert sum(a["source_connector_id"] == first.json()["id"] for a in listed) == 1
+    refused = call("POST", "/v1/automations", json={**automation, "formats": ["png"]},
+                   headers=headers)
+    assert refused.status_code == 409
+    assert error_of(refused)["type"] == "idempotency_key_in_use"
+    assert call("DELETE", f"/v1/automations/{made.json()['id']}").status_code == 204
+
+
 @pytest.mark.parametrize(("body", "field"), [
     ({"provider": "ftp", "path": "/x"}, "provider"),
     ({"provider": "local", "config": {"path": "/etc"}}, "config.path"),

@@ -326,8 +326,12 @@ def test_python_client_connectors_and_exports(app: ServedApp, roots: Path,
     folder.mkdir()
     with Client(app.url, app.key) as client:
         conn = client.create_connector("local", name="client",
-                                       config={"path": str(folder)})
+                                       config={"path": str(folder)},
+                                       idempotency_key=f"client-{folder.name}")
         assert client.get_connector(conn["id"]) == conn
+        # The same call retried with its key answers the same connector, not a second one.
+        assert client.create_connector("local", name="client", config={"path": str(folder)},
+                                       idempotency_key=f"client-{folder.name}") == conn
         assert conn["id"] in [c["id"] for c in client.list_connectors()]
         assert client.test_connector(conn["id"])["ok"] is True
         done = client.wait_export(client.create_export(

@@ -6,10 +6,11 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from converter.api.context import principal, services
+from converter.api.context import principal, replayable, services
 from converter.errors import InvalidRequest
 from converter.service import automation_history
 from converter.service.automations import AutomationService
+from converter.service.idempotency import HEADER, validate_key
 from converter.service.pagination import parse_limit
 
 bp = Blueprint("automations", __name__, url_prefix="/v1/automations")
@@ -30,8 +31,10 @@ def _json_body() -> Any:
 @bp.post("")
 def create_automation() -> tuple[Response, int]:
     """Watch a connector path and deliver conversions of what appears there."""
-    created = _service().create(principal(), _json_body())
-    return jsonify(created.public()), 201
+    who = principal()
+    key = validate_key(request.headers.get(HEADER))
+    created, replayed = _service().create(who, _json_body(), key)
+    return replayable(jsonify(created), replayed), 201
 
 
 @bp.get("")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from converter.api.context import json_body, principal, services
+from converter.api.context import json_body, principal, replayable, services
+from converter.service.idempotency import HEADER, validate_key
 from converter.service.pagination import parse_limit
 
 bp = Blueprint("connectors", __name__, url_prefix="/v1/connectors")
@@ -13,7 +14,10 @@ bp = Blueprint("connectors", __name__, url_prefix="/v1/connectors")
 @bp.post("")
 def create_connector() -> tuple[Response, int]:
     """Store a connector (its credentials encrypted); 201 with it, credentials masked."""
-    return jsonify(services().connectors.create(principal(), json_body())), 201
+    who = principal()
+    key = validate_key(request.headers.get(HEADER))
+    body, replayed = services().connectors.create(who, json_body(), key)
+    return replayable(jsonify(body), replayed), 201
 
 
 @bp.get("")

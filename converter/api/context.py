@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from flask import current_app, g, request
+from flask import Response, current_app, g, request
 
 from converter.errors import InvalidRequest
+from converter.service.idempotency import REPLAYED_HEADER
 from converter.service.principal import Principal
 from converter.service.ratelimit import headers
 from converter.wiring import Services
@@ -61,3 +62,10 @@ def json_body() -> Any:
     if body is None:
         raise InvalidRequest("request body must be JSON (Content-Type: application/json)")
     return body
+
+
+def replayable(response: Response, replayed: bool) -> Response:
+    """Mark a response that replays an Idempotency-Key's stored answer."""
+    if replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    return response

@@ -17,14 +17,15 @@ class AutomationsMixin(ClientCalls):
                           destination_connector_id: str, *, source_path: str = "",
                           destination_subpath: str = "",
                           options: dict[str, Any] | None = None, enabled: bool = True,
-                          after: str = "keep") -> dict[str, Any]:
+                          after: str = "keep", idempotency_key: str | None = None,
+                          ) -> dict[str, Any]:
         """Watch source_path of a connector; each new or changed file is delivered converted."""
         body = {"source_connector_id": source_connector_id, "source_path": source_path,
                 "formats": formats, "options": options or {},
                 "destination_connector_id": destination_connector_id,
                 "destination_subpath": destination_subpath, "enabled": enabled,
                 "after": after}
-        return self._json("POST", "/v1/automations", json=body)
+        return self._creating("/v1/automations", idempotency_key, json=body)
 
     def get_automation(self, automation_id: str) -> dict[str, Any]:
         """One automation."""

@@ -20,13 +20,14 @@ class DestinationsMixin(ClientCalls):
     # ------------------------------------------------------------------ connectors
     def create_connector(self, provider: str, *, name: str | None = None,
                          config: dict[str, Any] | None = None,
-                         credentials: dict[str, str] | None = None) -> dict[str, Any]:
+                         credentials: dict[str, str] | None = None,
+                         idempotency_key: str | None = None) -> dict[str, Any]:
         """Store a connector (s3 or local); credentials come back only as set/last4."""
         body: dict[str, Any] = {"provider": provider, "config": config or {},
                                 "credentials": credentials or {}}
         if name:
             body["name"] = name
-        return self._json("POST", "/v1/connectors", json=body)
+        return self._creating("/v1/connectors", idempotency_key, json=body)
 
     def list_connectors(self, *, page_size: int | None = None) -> Iterator[dict[str, Any]]:
         """Every connector of the workspace, newest first."""

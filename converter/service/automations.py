@@ -22,6 +22,7 @@ from converter.db.engine import as_utc, next_seq, utcnow
 from converter.db.schema import automations
 from converter.errors import InvalidRequest, NotFound
 from converter.matrix import Matrix
+from converter.service.idempotency import IdempotencyStore, request_hash
 from converter.service.pagination import decode_cursor, encode_cursor
 from converter.service.principal import Principal
 
@@ -118,6 +119,7 @@ class AutomationService:
         self.db = db
         self.matrix = matrix
         self.connectors = connectors
+        self.idempotency = IdempotencyStore(db)
         self.targets = sorted({t for s in matrix.sources.values() for t in s.targets})
 
     # ------------------------------------------------------------------ validation
@@ -210,18 +212,25 @@ class AutomationService:
         return values
 
     # ------------------------------------------------------------------ operations
-    def create(self, principal: Principal, body: Any) -> Automation:
-        """Validate and store a new automation."""
+    def create(self, principal: Principal, body: Any, idempotency_key: str | None = None,
+               ) -> tuple[dict[str, Any], bool]:
+        """Validate and store a new automation; returns it public, and whether replayed."""
         values = self._validated(principal, _object(body))
         now = utcnow()
         automation_id = "aut_" + secrets.token_hex(12)
-        with self.db.begin() as conn:
+
+        def write(conn: Connection) -> tuple[dict[str, Any], str]:
             conn.execute(insert(automations).values(
                 id=automation_id, workspace=principal.workspace, created_by=principal.user_id,
                 api_key_id=principal.key_id, created_at=now, updated_at=now, seq=next_seq(),
                 **values))
             self._hold_connectors(conn, principal.workspace, values)
-        return self.get(principal, automation_id)
+            row = conn.execute(select(automations).where(automations.c.id == automation_id))
+            return automation_of(row.one()).public(), automation_id
+
+        return self.idempotency.create_once(
+            principal.key_id, idempotency_key, request_hash("POST", "/v1/automations", body),
+            201, write)
 
     def get(self, principal: Principal, automation_id: str) -> Automation:
         """An automation of the caller's workspace, or NotFound."""

@@ -30,6 +30,7 @@ from converter.errors import (
     InvalidRequest,
     NotFound,
 )
+from converter.service.idempotency import IdempotencyStore, request_hash
 from converter.service.pagination import decode_cursor, encode_cursor
 from converter.service.principal import Principal
 from converter.service.runs import iso
@@ -98,12 +99,14 @@ class ConnectorService:
 
     def __init__(self, db: Engine, box: CredentialBox, settings: registry.Settings) -> None:
         self.db = db
+        self.idempotency = IdempotencyStore(db)
         self.box = box
         self.settings = settings
 
     # ------------------------------------------------------------------ writes
-    def create(self, principal: Principal, body: Any) -> dict[str, Any]:
-        """Validate and store a new connector; returns it rendered."""
+    def create(self, principal: Principal, body: Any, idempotency_key: str | None = None,
+               ) -> tuple[dict[str, Any], bool]:
+        """Validate and store a new connector; returns it rendered, and whether replayed."""
         if not isinstance(body, dict):
             raise InvalidRequest("request body must be a JSON object with provider and its "
                                  "fields")
@@ -120,9 +123,15 @@ class ConnectorService:
                "credential_hints": json.dumps({k: _hint(v) for k, v in creds.items()}),
                "created_by": principal.user_id, "created_at": now, "updated_at": now,
                "seq": next_seq()}
-        with self.db.begin() as conn:
+
+        def write(conn: Connection) -> tuple[dict[str, Any], str]:
             conn.execute(insert(connectors).values(**row))
-        return self.render(self._row(principal.workspace, str(row["id"])))
+            stored = conn.execute(select(connectors).where(connectors.c.id == row["id"])).one()
+            return self.render(stored), str(row["id"])
+
+        return self.idempotency.create_once(
+            principal.key_id, idempotency_key, request_hash("POST", "/v1/connectors", body),
+            201, write)
 
     def update(self, principal: Principal, connector_id: str, body: Any) -> dict[str, Any]:
         """Change the name, config fields or credentials (null removes an optional one)."""

@@ -29,7 +29,12 @@ from converter.service.connectors import ConnectorService
 from converter.service.conversion import ConversionService
 from converter.service.export_defaults import DefaultsStore, Destination
 from converter.service.files import FileService
-from converter.service.idempotency import IdempotencyStore, lock_api_key, request_hash
+from converter.service.idempotency import (
+    REPLAYED_HEADER,
+    IdempotencyStore,
+    lock_api_key,
+    request_hash,
+)
 from converter.service.pagination import decode_cursor, encode_cursor
 from converter.service.principal import Principal
 from converter.service.runs import Accepted, iso, refuse_password
@@ -40,7 +45,7 @@ DESTINATION_FIELDS = ("destination_connector_id", "destination_subpath", "on_con
 _FIELDS = ("run_id", "file_id", "run_ids", "bundle", "format", "options",
            *DESTINATION_FIELDS)
 MAX_RUN_IDS = 100
-_REPLAYED = {"Idempotent-Replayed": "true"}
+_REPLAYED = {REPLAYED_HEADER: "true"}
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import hashlib
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -29,6 +30,8 @@ from converter.errors import IdempotencyKeyInUse, InvalidRequest
 
 TTL = timedelta(hours=24)
 HEADER = "Idempotency-Key"
+# Set on a response that replays a stored one.
+REPLAYED_HEADER = "Idempotent-Replayed"
 _PURGE_EVERY = 600.0
 
 
@@ -115,6 +118,30 @@ class IdempotencyStore:
             api_key_id=key_id, key=key, request_hash=digest, status_code=status_code,
             response=json.dumps(body, separators=(",", ":")), created_at=utcnow(),
             subject_id=subject_id))
+
+    def create_once(self, key_id: str, key: str | None, digest: str, status_code: int,
+                    write: Callable[[Connection], tuple[dict[str, Any], str]],
+                    ) -> tuple[dict[str, Any], bool]:
+        """Run write (which returns the response body and its subject's id) at most once per key.
+
+        Returns (body, replayed). Without a key, write simply runs in its own transaction.
+        The caller validates the request first: a refused request stores nothing.
+        """
+        if key:
+            replay = self.peek(key_id, key, digest)
+            if replay is not None:
+                return replay.body, True
+        with self.db.begin() as conn:
+            if key:
+                lock_api_key(conn, key_id)
+                replay = self.lookup(conn, key_id, key, digest)
+                if replay is not None:
+                    return replay.body, True
+            body, subject_id = write(conn)
+            if key:
+                self.remember(conn, key_id, key, digest, status_code, body,
+                              subject_id=subject_id)
+        return body, False
 
     def purge_expired(self, force: bool = False, dry_run: bool = False) -> int:
         """Delete keys older than 24 hours; runs at most every 10 minutes unless forced.

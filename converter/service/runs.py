@@ -29,7 +29,12 @@ from converter.matrix import ExportPlan, Matrix
 from converter.service import webhooks
 from converter.service.conversion import Artifact, ConversionService, tenant_of
 from converter.service.files import FileRecord, FileService, metadata_of
-from converter.service.idempotency import IdempotencyStore, lock_api_key, request_hash
+from converter.service.idempotency import (
+    REPLAYED_HEADER,
+    IdempotencyStore,
+    lock_api_key,
+    request_hash,
+)
 from converter.service.pagination import decode_cursor, encode_cursor
 from converter.service.principal import Principal
 from converter.service.ratelimit import Budget, headers
@@ -344,7 +349,7 @@ class RunService:
         return Accepted(200, response)
 
 
-_REPLAYED = {"Idempotent-Replayed": "true"}
+_REPLAYED = {REPLAYED_HEADER: "true"}
 
 
 def _artifact(row: Any) -> Artifact | None:
