@@ -62,8 +62,10 @@ def _convert_in_background(app: ServedApp, file_id: str, page: int,
             response = requests.post(f"{app.url}/v1/files/{file_id}/convert",
                                      headers={"X-API-Key": app.key, **CLOSE},
                                      data={"format": "pdf", "page_range": str(page)},
-                                     timeout=300)
-            results.append(response.status_code)
+                                     timeout=900)
+            # An unexpected status keeps its error body, so a failure says what went wrong.
+            results.append(response.status_code if response.status_code == 200
+                           else (response.status_code, response.text[:300]))
         except requests.RequestException as exc:
             results.append(type(exc).__name__)
 
@@ -79,7 +81,11 @@ def test_kill_9_of_an_http_worker_affects_only_its_own_requests(
     # Three instances, as CONVERTER_WORKERS=auto gives 2 CPUs: heavy work leaves the last
     # idle one free, so with two the 12 slow conversions would run one at a time and the
     # last ones outlive their deadline (a 502 that has nothing to do with the kill).
-    app = serve(workers=3, http_workers=2).start()
+    # Up to 12 conversions of 13 s each (on an idle core) share two cores: on a loaded
+    # machine the last ones could outlive the default 120 s budget, a 502 that has
+    # nothing to do with the kill; this test is about the kill, so the budget is ample.
+    app = serve(workers=3, http_workers=2,
+                env={"CONVERTER_CONVERSION_TIMEOUT": "900"}).start()
     engine = app.engine_pid()
     file_id = app.request("POST", "/v1/files", headers=CLOSE,
                           files={"file": (corpus / SLOW).open("rb")}).json()["id"]
@@ -99,11 +105,12 @@ def test_kill_9_of_an_http_worker_affects_only_its_own_requests(
     victim = workers[0]
     os.kill(victim, signal.SIGKILL)
     for thread in threads:
-        thread.join(300)
+        thread.join(900)
     codes = [r for r in results if isinstance(r, int)]
-    lost = [r for r in results if not isinstance(r, int)]
+    lost = [r for r in results if isinstance(r, str)]
+    failed = [r for r in results if isinstance(r, tuple)]
     # Only the victim's own requests lost their connection; every other one converted.
-    assert codes and set(codes) == {200}, results
+    assert codes and not failed, results
     assert len(lost) >= held[victim] and len(codes) >= held[workers[1]], (results, held)
     assert app.engine_pid() == engine, "the engine process was restarted"
     _wait(lambda: len(app.http_worker_pids()) == 2 and victim not in app.http_worker_pids(),
