@@ -16,30 +16,21 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from converter.connectors.local import LocalProvider
-from converter.db.engine import connect
 from converter.db.schema import automation_claims, automation_events
 from converter.matrix import load as load_matrix
 from converter.service import automation_claims as claims
 from converter.service.automations import AutomationService
 from converter.service.principal import Principal
 from tests.support.local_connectors import LocalConnectors
-from tests.support.postgres import fresh_database
+from tests.support.postgres import DIALECTS, dialect_engine
 
 WHO = Principal("key_test", "ws-claims", "alice")
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(params=DIALECTS)
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """An empty database of each dialect, schema created."""
-    if request.param == "sqlite":
-        engine = connect(f"sqlite:///{tmp_path / 'claims.db'}")
-        yield engine
-        engine.dispose()
-        return
-    with fresh_database() as url:
-        engine = connect(url)
-        yield engine
-        engine.dispose()
+    yield from dialect_engine(request.param, tmp_path)
 
 
 @pytest.fixture

@@ -13,25 +13,16 @@ import pytest
 from sqlalchemy import Engine
 
 from converter import config as config_module
-from converter.db.engine import connect
 from converter.service.cleanup import Cleanup, build
 from converter.service.leases import Lease, expired_holds
 from converter.storage import LocalStorage
-from tests.support.postgres import fresh_database
+from tests.support.postgres import DIALECTS, dialect_engine
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=DIALECTS)
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """An empty database of each dialect, schema created."""
-    if request.param == "sqlite":
-        engine = connect(f"sqlite:///{tmp_path / 'lease.db'}")
-        yield engine
-        engine.dispose()
-        return
-    with fresh_database() as url:
-        engine = connect(url)
-        yield engine
-        engine.dispose()
+    yield from dialect_engine(request.param, tmp_path)
 
 
 def test_one_holder_at_a_time_and_not_before_due(db: Engine) -> None:

@@ -15,32 +15,23 @@ from sqlalchemy import Engine, select
 
 from converter.connectors.crypto import CredentialBox
 from converter.connectors.registry import Settings
-from converter.db.engine import connect
 from converter.db.schema import automations, connectors
 from converter.errors import Conflict, NotFound
 from converter.matrix import load as load_matrix
 from converter.service.automations import AutomationService
 from converter.service.connectors import ConnectorService
 from converter.service.principal import Principal
-from tests.support.postgres import fresh_database
+from tests.support.postgres import DIALECTS, dialect_engine
 
 WHO = Principal("key_test", "ws-deletion", "alice")
 RACE_ROUNDS = 12
 CREATORS = 4
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(params=DIALECTS)
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """An empty database of each dialect, schema created."""
-    if request.param == "sqlite":
-        engine = connect(f"sqlite:///{tmp_path / 'deletion.db'}")
-        yield engine
-        engine.dispose()
-        return
-    with fresh_database() as url:
-        engine = connect(url)
-        yield engine
-        engine.dispose()
+    yield from dialect_engine(request.param, tmp_path)
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from sqlalchemy import Engine, func, select
 
 from converter.connectors.crypto import CredentialBox
 from converter.connectors.registry import Settings
-from converter.db.engine import connect
 from converter.db.schema import automations, connectors
 from converter.errors import IdempotencyKeyInUse
 from converter.matrix import load as load_matrix
@@ -25,23 +24,15 @@ from converter.service.automations import AutomationService
 from converter.service.connectors import ConnectorService
 from converter.service.keys import KeyStore
 from converter.service.principal import Principal
-from tests.support.postgres import fresh_database
+from tests.support.postgres import DIALECTS, dialect_engine
 
 RETRIES = 6
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(params=DIALECTS)
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """An empty database of each dialect, schema created."""
-    if request.param == "sqlite":
-        engine = connect(f"sqlite:///{tmp_path / 'idem.db'}")
-        yield engine
-        engine.dispose()
-        return
-    with fresh_database() as url:
-        engine = connect(url)
-        yield engine
-        engine.dispose()
+    yield from dialect_engine(request.param, tmp_path)
 
 
 def _count(db: Engine, table: Any) -> int:

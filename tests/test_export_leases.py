@@ -12,25 +12,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, insert, select, update
 
-from converter.db.engine import connect, next_seq, utcnow
+from converter.db.engine import next_seq, utcnow
 from converter.db.schema import exports
 from converter.service import export_leases as leases
 from converter.service.run_worker import new_token
-from tests.support.postgres import fresh_database
+from tests.support.postgres import DIALECTS, dialect_engine
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=DIALECTS)
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """The same schema on both dialects (PostgreSQL at 127.0.0.1:5432, db test)."""
-    if request.param == "sqlite":
-        engine = connect(f"sqlite:///{tmp_path / 'leases.db'}")
-        yield engine
-        engine.dispose()
-        return
-    with fresh_database() as url:
-        engine = connect(url)
-        yield engine
-        engine.dispose()
+    yield from dialect_engine(request.param, tmp_path)
 
 
 def _pending(db: Engine, count: int) -> list[str]:
