@@ -50,8 +50,11 @@ class ServiceUnderTest:
         # As shipped (CONVERTER_WORKERS=auto: one instance per CPU plus one): under the fair
         # policy heavy work leaves the last instance free, so a smaller pool would be the
         # service deployed worse than it ships.
-        workers = workers or config.load({"CONVERTER_WORKERS": "auto"}).workers
+        shipped = config.load({"CONVERTER_WORKERS": "auto", "CONVERTER_HTTP_WORKERS": "auto"})
+        workers = workers or shipped.workers
+        # HTTP workers as shipped too (the test helper's default is a fixed 2).
         self.app = ServedApp(root / "service", workers=workers,
+                             http_workers=shipped.http_workers,
                              env={"CONVERTER_REQUESTS_PER_MINUTE": UNLIMITED,
                                   "CONVERTER_RECYCLE_AFTER": NO_RECYCLING})
         self.workers = workers

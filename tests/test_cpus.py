@@ -124,3 +124,10 @@ def test_workers_auto_means_available_cpus_plus_one() -> None:
     assert config.load({"CONVERTER_WORKERS": "auto"}).workers == max(2, available_cpus() + 1)
     assert config.load({}).workers == max(2, available_cpus() + 1)
     assert config.load({"CONVERTER_WORKERS": "3"}).workers == 3
+
+
+def test_http_workers_auto_means_two_per_available_cpu() -> None:
+    """CONVERTER_HTTP_WORKERS=auto: two gunicorn workers per CPU this process may use."""
+    assert config.load({"CONVERTER_HTTP_WORKERS": "auto"}).http_workers == 2 * available_cpus()
+    assert config.load({}).http_workers == 2 * available_cpus()
+    assert config.load({"CONVERTER_HTTP_WORKERS": "3"}).http_workers == 3
