@@ -19,7 +19,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libreoffice-core libreoffice-writer libreoffice-calc libreoffice-impress \
-      python3-uno python3-venv poppler-utils tini \
+      python3-uno python3-venv poppler-utils tini libjemalloc2 \
       fonts-dejavu fonts-liberation fonts-noto-cjk fonts-noto-core \
       fonts-crosextra-carlito fonts-crosextra-caladea \
  && rm -rf /var/lib/apt/lists/*

@@ -20,6 +20,7 @@ from bench.report import Results, render
 from bench.service import ServiceUnderTest
 from bench.stats import BackgroundWatch, RssSampler, median
 from bench.suites import CacheRow, cache_hits, per_document, throughput, warm_up
+from converter.engine.allocator import jemalloc_path
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -94,8 +95,13 @@ def run(args: argparse.Namespace, command: str) -> Results:
     started_at = datetime.now(UTC)
     started = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="converter-bench-"))
-    soffice = SofficePerDocument(root / "soffice")
-    uno = BareUnoserver(root / "unoserver")
+    # The references get the malloc the service's LibreOffice runs with (jemalloc when
+    # installed): deployed as well as they can be. Plain unoserver, as installed, is
+    # measured beside them in the throughput batch.
+    preload = jemalloc_path()
+    soffice = SofficePerDocument(root / "soffice", preload)
+    uno = BareUnoserver(root / "unoserver", preload)
+    plain = BareUnoserver(root / "unoserver-glibc") if preload else None
     service = ServiceUnderTest(root)
     minimal = MinimalAppProcess(root)
     watch = BackgroundWatch()
@@ -107,16 +113,17 @@ def run(args: argparse.Namespace, command: str) -> Results:
         f"scratch in {root}")
     try:
         log("starting soffice profile, bare unoserver and the service (2 instances)...")
-        _parallel(soffice.prepare, uno.start, service.start)
+        _parallel(soffice.prepare, uno.start, service.start,
+                  *([plain.start] if plain else []))
         watch.start()
-        warm_up(docs, uno, service)
+        warm_up(docs, uno, service, plain)
         info_s = median(uno.info_seconds())
         with RssSampler(uno.marker, 0.25) as uno_rss, \
                 RssSampler(service.marker, 0.25) as service_rss:
             log("1-3. one document at a time:")
             rows = per_document(docs, soffice, uno, service, reps, log)
             log("4. throughput:")
-            batch_rows = throughput(batch, [1, 2, 4, 8], uno, service, rounds, log)
+            batch_rows = throughput(batch, [1, 2, 4, 8], uno, service, rounds, log, plain)
         if wrk_path() is None:
             cache_note = WRK_MISSING
             log(WRK_MISSING)
@@ -129,7 +136,7 @@ def run(args: argparse.Namespace, command: str) -> Results:
         engine_note = _engine_note(service)
     finally:
         watch.stop()
-        for stop in (minimal.stop, service.stop, uno.stop):
+        for stop in (minimal.stop, service.stop, uno.stop, *([plain.stop] if plain else [])):
             try:
                 stop()
             except Exception as exc:  # keep stopping the others

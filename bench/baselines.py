@@ -34,6 +34,14 @@ def _free_port() -> int:
         return port
 
 
+def _env(preload: str | None) -> dict[str, str]:
+    """This environment, with preload (a malloc) ahead of any LD_PRELOAD already set."""
+    env = dict(os.environ)
+    if preload:
+        env["LD_PRELOAD"] = os.pathsep.join(filter(None, [preload, env.get("LD_PRELOAD")]))
+    return env
+
+
 class SofficePerDocument:
     """``soffice --headless --convert-to pdf`` as a new process for every document.
 
@@ -41,11 +49,13 @@ class SofficePerDocument:
     per-request-process model rather than first-run profile creation.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, preload: str | None = None) -> None:
         self.root = root
         self.profile = root / "profile"
         self.marker = str(self.profile)
         self.peak_rss_kib = 0
+        # The malloc the service's LibreOffice gets: a reference deployed as well as it can be.
+        self.env = _env(preload)
 
     def _cmd(self, *args: str) -> list[str]:
         return [SOFFICE, "--headless", "--norestore", "--nologo", "--nolockcheck",
@@ -54,9 +64,9 @@ class SofficePerDocument:
     def prepare(self) -> None:
         """Create and initialise the profile once."""
         self.profile.mkdir(parents=True, exist_ok=True)
-        subprocess.run(self._cmd("--terminate_after_init"), stdin=subprocess.DEVNULL,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120,
-                       check=False)
+        subprocess.run(self._cmd("--terminate_after_init"), env=self.env,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=120, check=False)
 
     def convert(self, doc: Doc, timeout: float = 300.0) -> float:
         """Convert one document; return the wall time in seconds."""
@@ -65,7 +75,8 @@ class SofficePerDocument:
             started = time.perf_counter()
             proc = subprocess.Popen(
                 self._cmd("--convert-to", "pdf", "--outdir", str(out_dir), str(doc.path)),
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL)
             watchdog = threading.Timer(timeout, proc.kill)
             watchdog.start()
             try:
@@ -94,8 +105,11 @@ class BareUnoserver:
     calls ``info()`` before every conversion, which is part of its real cost.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, preload: str | None = None) -> None:
         self.root = root
+        # preload: a malloc for its LibreOffice (jemalloc, as the service's), or None for
+        # unoserver exactly as installed.
+        self.env = _env(preload)
         self.profile = root / "unoserver-profile"
         self.marker = str(self.profile)
         self.port = _free_port()
@@ -110,7 +124,8 @@ class BareUnoserver:
             self.proc = subprocess.Popen(
                 [UNOSERVER, "--interface", "127.0.0.1", "--port", str(self.port),
                  "--uno-port", str(self.uno_port), "--user-installation", str(self.profile)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+                env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

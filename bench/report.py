@@ -14,7 +14,8 @@ from pathlib import Path
 from bench.documents import FORMATS
 from bench.load import WRK_MISSING, wrk_path
 from bench.stats import median, percentile, ratio
-from bench.suites import BatchRow, CacheRow, DocRow
+from bench.suites import PLAIN, BatchRow, CacheRow, DocRow
+from converter.engine.allocator import jemalloc_path
 
 
 @dataclass
@@ -63,6 +64,9 @@ def machine() -> list[tuple[str, str]]:
         ("RAM", f"{mem_kib / 2**20:.1f} GiB"),
         ("OS", f"{platform.system()} {platform.release()}"),
         ("LibreOffice", _first_line(["soffice", "--version"])),
+        ("LibreOffice's malloc", f"jemalloc ({jemalloc_path()}) for the service, bare unoserver "
+         "and soffice per document; glibc for `unoserver glibc`" if jemalloc_path()
+         else "glibc for every system (libjemalloc2 not installed)"),
         ("Python", platform.python_version()),
         ("unoserver", metadata.version("unoserver")),
         ("gunicorn", metadata.version("gunicorn")),
@@ -171,19 +175,24 @@ def throughput_table(rows: list[BatchRow]) -> list[str]:
     """docs/s and latency per concurrency level, pool against one unoserver."""
     body = []
     base = {r.system: r.docs_per_second for r in rows if r.clients == 1}
+    has_plain = any(r.system == PLAIN for r in rows)
     for clients in sorted({r.clients for r in rows}):
         single = next(r for r in rows if r.clients == clients and r.system == "unoserver")
         pool = next(r for r in rows if r.clients == clients and r.system == "service")
+        plain = next((r for r in rows if r.clients == clients and r.system == PLAIN), None)
+        extra = [f"{plain.docs_per_second:.2f}",
+                 _x(ratio(pool.docs_per_second, plain.docs_per_second))] if plain else []
         body.append([str(clients), f"{single.docs_per_second:.2f}", _s(single.p50),
                      _s(single.p99), _x(ratio(single.docs_per_second, base.get("unoserver",
                                                                              math.nan))),
                      f"{pool.docs_per_second:.2f}", _s(pool.p50), _s(pool.p99),
                      _x(ratio(pool.docs_per_second, base.get("service", math.nan))),
-                     _x(ratio(pool.docs_per_second, single.docs_per_second)),
-                     str(single.errors + pool.errors)])
+                     _x(ratio(pool.docs_per_second, single.docs_per_second)), *extra,
+                     str(single.errors + pool.errors + (plain.errors if plain else 0))])
+    plain_head = ["unoserver glibc docs/s", "pool / unoserver glibc"] if has_plain else []
     return _table(["clients", "unoserver docs/s", "p50 s", "p99 s", "vs its 1 client",
                    "pool docs/s", "p50 s", "p99 s", "vs its 1 client",
-                   "pool / unoserver", "errors"], body) + [
+                   "pool / unoserver", *plain_head, "errors"], body) + [
         f"Each figure is the median of {max((r.rounds for r in rows), default=1)} round(s) "
         "(every level once per round, unoserver and pool back to back).", ""]
 
@@ -196,9 +205,9 @@ def pool_speedup(rows: list[BatchRow]) -> float:
     return ratio(best, one)
 
 
-def best_throughput_ratio(rows: list[BatchRow]) -> float:
+def best_throughput_ratio(rows: list[BatchRow], reference: str = "unoserver") -> float:
     """Peak pool docs/s over peak single-unoserver docs/s, each at its best client count."""
-    single = max((r.docs_per_second for r in rows if r.system == "unoserver"), default=math.nan)
+    single = max((r.docs_per_second for r in rows if r.system == reference), default=math.nan)
     pool = max((r.docs_per_second for r in rows if r.system == "service"), default=math.nan)
     return ratio(pool, single)
 
@@ -240,8 +249,10 @@ def targets(results: Results) -> list[tuple[str, str, str, str]]:
          verdict(soffice >= 3.0, soffice), "soffice time / service cold time"),
         ("pool throughput ≥ 2.77 × one unoserver (peak docs/s of each; issue 9)", _x(pool),
          verdict(pool >= 2.77, pool),
-         f"the pool's own speed-up from 1 client to its best is "
-         f"{_x(pool_speedup(results.batch))} (2 cores: ×2.0 is the ceiling for equal work)"),
+         f"unoserver under jemalloc, as the pool's LibreOffice; against unoserver as installed "
+         f"(glibc): {_x(best_throughput_ratio(results.batch, PLAIN))}. The pool's own "
+         f"speed-up from 1 client to its best is {_x(pool_speedup(results.batch))} (2 cores: "
+         "×2.0 is the ceiling for equal work)"),
     ]
     one = _cache_at(results.cache, "service", 1)
     many = _cache_at(results.cache, "service", 32)
@@ -306,7 +317,9 @@ def render(results: Results) -> str:
             "batch; the service's default restarts each instance after 200 conversions.", "",
             "## 4. Throughput under concurrency", "",
             f"A fixed mixed batch of {results.batch_size} documents, converted by 1, 2, 4 and "
-            "8 client threads: one bare unoserver instance against the service's pool at its "
+            "8 client threads: one bare unoserver instance (its LibreOffice under jemalloc, as "
+            "the service's; `unoserver glibc` is the same unoserver as installed, with glibc's "
+            "malloc) against the service's pool at its "
             "default size (CONVERTER_WORKERS=auto: one instance per CPU plus one) "
             "(convert + download per document; files uploaded before the timed batch, fresh "
             "each time so the cache never answers). The benchmark's own client threads run on "

@@ -52,13 +52,16 @@ def _attempt(row: DocRow, what: str, fn: Callable[[], T]) -> T | None:
         return None
 
 
-def warm_up(docs: list[Doc], uno: BareUnoserver, service: ServiceUnderTest) -> None:
-    """One conversion per family on unoserver, and on each instance of the pool."""
+def warm_up(docs: list[Doc], uno: BareUnoserver, service: ServiceUnderTest,
+            plain: BareUnoserver | None = None) -> None:
+    """One conversion per family on each unoserver, and on each instance of the pool."""
     first: dict[str, Doc] = {}
     for doc in sorted(docs, key=lambda d: d.size):
         first.setdefault(doc.family, doc)
     for doc in first.values():
         uno.convert(doc)
+        if plain is not None:
+            plain.convert(doc)
         # As many at once as the pool has instances, so every instance gets one.
         with ThreadPoolExecutor(service.workers) as pool:
             list(pool.map(service.cold, [doc] * service.workers))
@@ -166,9 +169,17 @@ def _middle(rows: list[BatchRow]) -> BatchRow:
     return middle
 
 
+# The batch system name of unoserver as installed, beside the reference "unoserver".
+PLAIN = "unoserver glibc"
+
+
 def throughput(batch: list[Doc], levels: list[int], uno: BareUnoserver,
-               service: ServiceUnderTest, rounds: int, log: Log) -> list[BatchRow]:
+               service: ServiceUnderTest, rounds: int, log: Log,
+               plain: BareUnoserver | None = None) -> list[BatchRow]:
     """The same mixed batch at each concurrency level: single unoserver, then the pool.
+
+    plain, when given, is unoserver exactly as installed (glibc's malloc), measured
+    too, as PLAIN, so the table shows what the reference's allocator is worth.
 
     The service's files are uploaded fresh before each timed batch, so the cache
     never answers and the upload is not part of the timing. With several rounds
@@ -179,6 +190,9 @@ def throughput(batch: list[Doc], levels: list[int], uno: BareUnoserver,
     for round_no in range(1, rounds + 1):
         for clients in levels:
             single = run_batch("unoserver", batch, uno.convert, clients)
+            if plain is not None:
+                runs.setdefault((PLAIN, clients), []).append(
+                    run_batch(PLAIN, batch, plain.convert, clients))
             with ThreadPoolExecutor(4) as pool:
                 file_ids = [fid for fid, _ in pool.map(service.upload, batch)]
             pooled = run_batch("service", file_ids, service.convert_uploaded, clients)

@@ -144,8 +144,10 @@ class Instance:
     """One LibreOffice + bridge pair with its own ports and its own fresh profile."""
 
     def __init__(self, index: int, root: Path, scratch_root: Path, template: Path,
-                 soffice: str, python: str, spawner: Spawner) -> None:
+                 soffice: str, python: str, spawner: Spawner,
+                 preload: str | None = None) -> None:
         self.index = index
+        self.preload = preload  # a malloc to load into soffice.bin (engine/allocator.py)
         self.spawner = spawner
         self.root = root
         self.scratch_root = scratch_root
@@ -195,7 +197,11 @@ class Instance:
         cmd = [self.soffice_path, "--headless", "--invisible", "--nocrashreport",
                "--nodefault", "--nologo", "--nofirststartwizard", "--norestore",
                "--nolockcheck", f"-env:UserInstallation={profile.as_uri()}", f"--accept={accept}"]
-        return subprocess.Popen(cmd, env=self._env(), stdin=subprocess.DEVNULL,
+        env = self._env()
+        if self.preload:  # ahead of any LD_PRELOAD the operator set; soffice.bin only
+            env["LD_PRELOAD"] = os.pathsep.join(filter(None, [self.preload,
+                                                              env.get("LD_PRELOAD")]))
+        return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True, preexec_fn=die_with_parent)
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from converter import metrics
 from converter.config import Config
+from converter.engine.allocator import allocator_name, find_allocator
 from converter.engine.client import (
     FAULT_EXPORT_FAILED,
     FAULT_LOAD_FAILED,
@@ -107,9 +108,11 @@ class EnginePool:
         self.spawner = Spawner()
         soffice = find_soffice(config.soffice)
         python = find_engine_python(config.engine_python)
+        preload = find_allocator(config.soffice_allocator)
+        self.allocator = allocator_name(preload)
         self.instances = [
             Instance(i, self.root / f"instance-{i}", self.scratch_root, self.template,
-                     soffice, python, self.spawner)
+                     soffice, python, self.spawner, preload)
             for i in range(self.size)
         ]
         self._lock = threading.RLock()
@@ -206,8 +209,9 @@ class EnginePool:
                     started = time.monotonic()
                     inst.spawn()
                     inst.wait_ready(START_TIMEOUT)
-                    logger.info("%s ready in %.2fs (%s), warmed up on %s", inst.name,
-                                time.monotonic() - started, reason, ", ".join(inst.warmed),
+                    logger.info("%s ready in %.2fs (%s), warmed up on %s, %s malloc",
+                                inst.name, time.monotonic() - started, reason,
+                                ", ".join(inst.warmed), self.allocator,
                                 extra={"instance": inst.name, "reason": reason})
                     break
                 except (EngineStartError, EngineGone, EngineCallTimeout,
@@ -461,6 +465,7 @@ class EnginePool:
         with self.cond:
             return {
                 "size": self.size,
+                "allocator": self.allocator,
                 "ready": self.ready(),
                 "busy": self.busy,
                 "busy_max": self.busy_max,
