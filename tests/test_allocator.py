@@ -67,8 +67,10 @@ def test_the_default_service_runs_libreoffice_under_jemalloc(service: ServedApp,
 def test_system_allocator_leaves_libreoffice_on_glibc(serve: type[ServedApp],
                                                       corpus: Path) -> None:
     """CONVERTER_SOFFICE_ALLOCATOR=system: no jemalloc in LibreOffice, conversions as before."""
-    app = serve(workers=1, env={"CONVERTER_SOFFICE_ALLOCATOR": "system"}).start()
+    app = serve(workers=1, env={"CONVERTER_SOFFICE_ALLOCATOR": "system",
+                                "CONVERTER_LOG_LEVEL": "INFO"}).start()
     pids = app.soffice_pids()
     assert pids
     assert not any(_maps_jemalloc(pid) for pid in pids)
+    assert "LibreOffice runs on the system malloc" in app.log()
     assert app.convert(app.upload_ok(corpus / "xlsx/SampleSS.xlsx")["id"], "pdf").ok

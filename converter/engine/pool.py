@@ -139,6 +139,8 @@ class EnginePool:
         for inst in self.instances:
             inst.root.mkdir(parents=True, exist_ok=True)
         self._prepare_template()
+        logger.info("engine pool of %d instances; LibreOffice runs on the %s malloc", self.size,
+                    self.allocator, extra={"allocator": self.allocator})
         for inst in self.instances:
             self._restart_async(inst, "start")
         self._supervisor = threading.Thread(target=self._supervise, name="engine-supervisor",
@@ -209,9 +211,8 @@ class EnginePool:
                     started = time.monotonic()
                     inst.spawn()
                     inst.wait_ready(START_TIMEOUT)
-                    logger.info("%s ready in %.2fs (%s), warmed up on %s, %s malloc",
-                                inst.name, time.monotonic() - started, reason,
-                                ", ".join(inst.warmed), self.allocator,
+                    logger.info("%s ready in %.2fs (%s), warmed up on %s", inst.name,
+                                time.monotonic() - started, reason, ", ".join(inst.warmed),
                                 extra={"instance": inst.name, "reason": reason})
                     break
                 except (EngineStartError, EngineGone, EngineCallTimeout,
