@@ -16,6 +16,7 @@ from pathlib import Path
 from unoserver.client import UnoClient
 
 from bench.documents import Doc
+from converter.engine.allocator import with_preload
 
 SOFFICE = shutil.which("soffice") or "/usr/bin/soffice"
 UNOSERVER = str(Path(sys.executable).with_name("unoserver"))
@@ -34,14 +35,6 @@ def _free_port() -> int:
         return port
 
 
-def _env(preload: str | None) -> dict[str, str]:
-    """This environment, with preload (a malloc) ahead of any LD_PRELOAD already set."""
-    env = dict(os.environ)
-    if preload:
-        env["LD_PRELOAD"] = os.pathsep.join(filter(None, [preload, env.get("LD_PRELOAD")]))
-    return env
-
-
 class SofficePerDocument:
     """``soffice --headless --convert-to pdf`` as a new process for every document.
 
@@ -55,7 +48,7 @@ class SofficePerDocument:
         self.marker = str(self.profile)
         self.peak_rss_kib = 0
         # The malloc the service's LibreOffice gets: a reference deployed as well as it can be.
-        self.env = _env(preload)
+        self.env = with_preload(dict(os.environ), preload)
 
     def _cmd(self, *args: str) -> list[str]:
         return [SOFFICE, "--headless", "--norestore", "--nologo", "--nolockcheck",
@@ -109,7 +102,7 @@ class BareUnoserver:
         self.root = root
         # preload: a malloc for its LibreOffice (jemalloc, as the service's), or None for
         # unoserver exactly as installed.
-        self.env = _env(preload)
+        self.env = with_preload(dict(os.environ), preload)
         self.profile = root / "unoserver-profile"
         self.marker = str(self.profile)
         self.port = _free_port()

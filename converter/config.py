@@ -68,9 +68,13 @@ def _scheduler(raw: str) -> str:
     return raw
 
 
+# Values of CONVERTER_SOFFICE_ALLOCATOR; converter/engine/allocator.py acts on them.
+SOFFICE_ALLOCATORS = ("auto", "jemalloc", "system")
+
+
 def _allocator(raw: str) -> str:
-    if raw not in ("auto", "jemalloc", "system"):
-        raise ValueError("must be 'auto', 'jemalloc' or 'system'")
+    if raw not in SOFFICE_ALLOCATORS:
+        raise ValueError("must be one of " + ", ".join(repr(c) for c in SOFFICE_ALLOCATORS))
     return raw
 
 

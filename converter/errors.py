@@ -179,3 +179,7 @@ class ConnectorUnavailable(UpstreamError):
 
 class ConfigError(Exception):
     """Invalid operator configuration; the message names the variable to fix."""
+
+
+class EngineStartError(Exception):
+    """An engine instance could not be started; the message names the setting to check."""

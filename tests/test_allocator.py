@@ -8,8 +8,7 @@ import pytest
 
 from converter import config
 from converter.engine import allocator
-from converter.engine.instance import EngineStartError
-from converter.errors import ConfigError
+from converter.errors import ConfigError, EngineStartError
 from tests.support.served import ServedApp
 
 
@@ -49,7 +48,7 @@ def test_an_unknown_allocator_is_a_config_error_listing_the_choices() -> None:
         config.load({"CONVERTER_SOFFICE_ALLOCATOR": "tcmalloc"})
     message = str(raised.value)
     assert "CONVERTER_SOFFICE_ALLOCATOR" in message
-    assert all(choice in message for choice in allocator.CHOICES)
+    assert all(choice in message for choice in config.SOFFICE_ALLOCATORS)
     assert config.load({}).soffice_allocator == "auto"
 
 

@@ -46,10 +46,10 @@ def _lock_engine_dir(root: Path) -> IO[bytes] | None:
 
 def engine(args: argparse.Namespace) -> int:
     """Start the pool, serve it until SIGTERM or SIGINT, then stop every LibreOffice."""
-    from converter.engine.instance import EngineStartError
     from converter.engine.pool import EnginePool
     from converter.engine.process import socket_path_for
     from converter.engine.rpc_server import EngineServer
+    from converter.errors import EngineStartError
 
     cfg = config_module.load()
     logs.configure(cfg.log_level, cfg.log_format)

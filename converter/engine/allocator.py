@@ -10,12 +10,12 @@ Python processes keep the system allocator: their time is not in malloc.
 from __future__ import annotations
 
 import ctypes.util
+import os
 import sysconfig
 from pathlib import Path
 
-from converter.engine.instance import EngineStartError
+from converter.errors import EngineStartError
 
-CHOICES = ("auto", "jemalloc", "system")
 LIBRARY = "libjemalloc.so.2"
 
 
@@ -48,3 +48,9 @@ def allocator_name(preload: str | None) -> str:
     """What an instance runs with, for logs and the engine's stats."""
     return "jemalloc" if preload else "system"
 
+
+def with_preload(env: dict[str, str], preload: str | None) -> dict[str, str]:
+    """env with preload loaded first, ahead of any LD_PRELOAD the operator already set."""
+    if preload:
+        env["LD_PRELOAD"] = os.pathsep.join(filter(None, [preload, env.get("LD_PRELOAD")]))
+    return env

@@ -25,9 +25,11 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import IO
 
+from converter.engine.allocator import with_preload
 from converter.engine.client import BridgeClient, EngineCallTimeout, EngineGone
 from converter.engine.ipc_sockets import bound_pipes, remove_pipes
 from converter.engine.profile import PROXY_ENV, write_profile
+from converter.errors import EngineStartError
 
 logger = logging.getLogger("converter.engine")
 bridge_logger = logging.getLogger("converter.engine.bridge")
@@ -60,10 +62,6 @@ class State(enum.Enum):
     BUSY = "busy"
     DRAINING = "draining"  # finishing its conversion, then restarting
     DEAD = "dead"
-
-
-class EngineStartError(Exception):
-    """An instance could not be started; the message names the setting to check."""
 
 
 def find_soffice(configured: str) -> str:
@@ -197,10 +195,8 @@ class Instance:
         cmd = [self.soffice_path, "--headless", "--invisible", "--nocrashreport",
                "--nodefault", "--nologo", "--nofirststartwizard", "--norestore",
                "--nolockcheck", f"-env:UserInstallation={profile.as_uri()}", f"--accept={accept}"]
-        env = self._env()
-        if self.preload:  # ahead of any LD_PRELOAD the operator set; soffice.bin only
-            env["LD_PRELOAD"] = os.pathsep.join(filter(None, [self.preload,
-                                                              env.get("LD_PRELOAD")]))
+        # The malloc goes into soffice.bin only, not the bridge (see engine/allocator.py).
+        env = with_preload(self._env(), self.preload)
         return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True, preexec_fn=die_with_parent)

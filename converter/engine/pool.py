@@ -37,7 +37,6 @@ from converter.engine.client import (
     EngineGone,
 )
 from converter.engine.instance import (
-    EngineStartError,
     Instance,
     Spawner,
     State,
@@ -47,7 +46,13 @@ from converter.engine.instance import (
 from converter.engine.profile import write_profile
 from converter.engine.scheduler import Full, Scheduler, Tenant, Ticket
 from converter.engine.scratch import scratch_dir
-from converter.errors import ConversionTimeout, Overloaded, UnprocessableDocument, UpstreamError
+from converter.errors import (
+    ConversionTimeout,
+    EngineStartError,
+    Overloaded,
+    UnprocessableDocument,
+    UpstreamError,
+)
 
 logger = logging.getLogger("converter.engine")
 
