@@ -26,7 +26,10 @@ STABLE_SECONDS = 60.0
 
 
 class WatchedProcess:
-    """Runs a command and brings it back whenever it exits, until stop()."""
+    """Runs a command and brings it back whenever it exits, until stop().
+
+    on_exit(pid) is called after each exit that stop() did not ask for.
+    """
 
     def __init__(self, name: str, command: list[str], env: dict[str, str] | None = None,
                  on_exit: Callable[[int], None] | None = None) -> None:
@@ -82,10 +85,12 @@ class WatchedProcess:
             with self._lock:
                 self.exits += 1
                 self.last_code = code
-            if self.on_exit is not None:
-                self.on_exit(proc.pid)
+            # A child stopped on purpose needs no cleanup: its service is going away,
+            # metrics directory and all.
             if self._stopping.is_set():
                 return
+            if self.on_exit is not None:
+                self.on_exit(proc.pid)
             backoff = 0.5 if time.monotonic() - started > STABLE_SECONDS else min(
                 MAX_BACKOFF, backoff * 2)
             logger.error("%s (pid %d) exited with %s; restarting it in %.1fs", self.name,

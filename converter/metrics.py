@@ -1,10 +1,10 @@
 """Prometheus metrics: every figure the service reports, declared once.
 
-The serve command points PROMETHEUS_MULTIPROC_DIR at a fresh directory before any
-worker imports this module, so prometheus-client keeps each process's figures in
-files there and a scrape answered by any worker adds them all up (see
-``exposition``). Without that variable (in-process tests, benchmarks) the figures
-live in this process's default registry.
+The serve command points PROMETHEUS_MULTIPROC_DIR at a fresh directory in memory
+(``metrics_files``) before any worker imports this module, so prometheus-client
+keeps each process's figures in files there and a scrape answered by any worker
+adds them all up (see ``exposition``). Without that variable (in-process tests,
+benchmarks) the figures live in this process's default registry.
 
 Gauges say how they combine across processes: ``livesum`` adds the processes that
 are alive (an exited worker's busy instances are not busy any more), ``livemax``
@@ -26,7 +26,8 @@ from prometheus_client import (
     generate_latest,
 )
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+from converter.metrics_files import MULTIPROC_ENV
+
 # Multiprocess mode has no *_created series; without it the single-process
 # exposition would carry them, and the two would differ for no benefit.
 disable_created_metrics()  # type: ignore[no-untyped-call]

@@ -22,7 +22,6 @@ from __future__ import annotations
 import http.client
 import logging
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -30,6 +29,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from converter import metrics_files
 from converter.children import WatchedProcess
 from converter.config import Config
 
@@ -41,21 +41,6 @@ START_ATTEMPTS = 2
 ENGINE_STOP_SECONDS = 20.0
 # Beyond the grace: what gunicorn needs to hand runs back and exit (see server.py).
 HTTP_STOP_MARGIN = 10.0
-
-
-def prepare_metrics_dir(data_path: Path) -> Path:
-    """Empty CONVERTER_DATA_DIR/metrics and point PROMETHEUS_MULTIPROC_DIR at it."""
-    # prometheus-client picks its storage when its first metric is made; metrics made
-    # in this process already would count in memory, not in the shared directory.
-    if "converter.metrics" in sys.modules:
-        raise RuntimeError("converter.metrics was imported before the serve command set "
-                           "PROMETHEUS_MULTIPROC_DIR; import it lazily in the supervisor")
-    path = data_path / "metrics"
-    # Files left by a previous run would be added to this one's figures.
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
-    return path
 
 
 def forget_dead_processes(metrics_dir: Path) -> None:
@@ -90,7 +75,7 @@ class Supervisor:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.metrics_dir = prepare_metrics_dir(config.data_path)
+        self.metrics_dir = metrics_files.prepare()
         self._stop = threading.Event()
         self._signal = ""
         self.engine: WatchedProcess | None = None
@@ -121,6 +106,7 @@ class Supervisor:
         if failed is None:
             self._stop.wait()
         code = self._shutdown()
+        metrics_files.remove(self.metrics_dir)
         if failed is not None:
             print(f"converter: {failed}", file=sys.stderr, flush=True)
             return 1

@@ -21,6 +21,8 @@ pytestmark = pytest.mark.engine
 
 MiB = 1024 * 1024
 FILLER = "filler.bin"
+# The targets of a docx, each a series of its own in the conversion metrics.
+TARGETS = ("pdf", "odt", "txt", "html", "png")
 
 
 @pytest.fixture
@@ -146,3 +148,29 @@ def test_enospc_in_the_middle_of_a_write_is_507(
     assert requests.get(response.json()["download_url"], timeout=30).content.startswith(
         b"%PDF-")
     assert app.upload(big).status_code in (201, 400)  # stored, or refused for what it is
+
+
+def test_a_full_data_disk_kills_no_process(
+        serve: type[ServedApp], tmpfs: Path, corpus: Path) -> None:
+    """Every answer while full is an answer: no HTTP worker or engine dies of the full disk.
+
+    Each new (target, outcome) or route series grows a process's memory-mapped metrics
+    file by a page now and then; were those files on the data disk, the first page it
+    cannot back would be SIGBUS in the worker, a connection closed with no response.
+    """
+    app = _served_on(serve, tmpfs, min_free_mb=0)
+    file_id = app.upload_ok(corpus / "docx/SampleDoc.docx")["id"]
+    workers, engine = app.http_worker_pids(), app.engine_pid()
+    _fill(tmpfs, leave=0)
+    for i in range(150):
+        try:
+            missing = app.request("GET", f"/v1/files/file_missing{i:04d}")
+            converted = app.convert(file_id, TARGETS[i % len(TARGETS)])
+        except requests.ConnectionError as exc:
+            raise AssertionError(f"request {i} got no answer on a full disk: {exc}\n"
+                                 f"{app.log()[-3000:]}") from exc
+        assert missing.status_code == 404, missing.text
+        _assert_full(converted)
+    assert app.http_worker_pids() == workers, "an HTTP worker died on the full disk"
+    assert app.engine_pid() == engine, "the engine process died on the full disk"
+    assert "SIGBUS" not in app.log()

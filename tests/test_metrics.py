@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from converter import metrics_files
 from tests.support.served import REPO, ServedApp, scrape, total
 from tests.test_runs import create_ok, wait_run
 
@@ -89,6 +90,14 @@ def _log_records(path: Path) -> list[dict[str, object]]:
     return records
 
 
+def _metrics_dir_of(pid: int) -> Path:
+    """The PROMETHEUS_MULTIPROC_DIR a process of the service runs with."""
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    values = [e.split(b"=", 1)[1] for e in environ if e.startswith(b"PROMETHEUS_MULTIPROC_DIR=")]
+    assert values, f"process {pid} has no PROMETHEUS_MULTIPROC_DIR"
+    return Path(values[0].decode())
+
+
 @pytest.mark.engine
 def test_figures_add_up_across_worker_processes(serve: type[ServedApp], corpus: Path) -> None:
     """The default server (an engine process, two HTTP workers): any worker's /metrics counts
@@ -128,7 +137,9 @@ def test_figures_add_up_across_worker_processes(serve: type[ServedApp], corpus: 
         assert total(samples, "converter_engine_conversions_total") == 1
         assert total(samples, "converter_engine_calls_total") == 1
 
-    metrics_dir = app.data_dir / "metrics"
+    metrics_dir = _metrics_dir_of(min(workers))
+    # Memory-mapped files must not live on the data disk: a full one is SIGBUS, not a 507.
+    assert not metrics_dir.is_relative_to(app.data_dir), metrics_dir
     victim = min(workers)
     assert (metrics_dir / f"gauge_livesum_{victim}.db").exists()
     os.kill(victim, signal.SIGKILL)
@@ -156,14 +167,39 @@ def test_figures_add_up_across_worker_processes(serve: type[ServedApp], corpus: 
     # The dead engine's counts are kept: the conversion it made still counts.
     assert total(samples, "converter_engine_conversions_total") == 1
 
+    assert app.stop() == 0
+    assert not metrics_dir.exists(), "a stopped service left its metrics files in memory"
 
-def test_metrics_made_before_the_directory_is_set_are_refused(tmp_path: Path) -> None:
+
+def test_metrics_made_before_the_directory_is_set_are_refused() -> None:
     """Serving after converter.metrics was imported would count per worker: it stops instead."""
+    before = set(metrics_files.memory_dir().glob(f"{metrics_files.PREFIX}*"))
     script = ("import converter.metrics\n"
-              "from converter.supervisor import prepare_metrics_dir\n"
-              f"prepare_metrics_dir(__import__('pathlib').Path({str(tmp_path)!r}))\n")
-    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+              "from converter import metrics_files\n"
+              "metrics_files.prepare()\n")
+    env = {k: v for k, v in os.environ.items() if k != metrics_files.MULTIPROC_ENV}
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=60)
-    assert done.returncode != 0 and "PROMETHEUS_MULTIPROC_DIR" in done.stderr, done.stderr
-    assert not (tmp_path / "metrics").exists()
+    assert done.returncode != 0 and metrics_files.MULTIPROC_ENV in done.stderr, done.stderr
+    assert set(metrics_files.memory_dir().glob(f"{metrics_files.PREFIX}*")) <= before
+
+
+def test_leftover_metrics_directories_of_dead_services_are_swept(tmp_path: Path) -> None:
+    """A service killed with -9 left its directory: the next start removes it, no live one's."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    live = os.getppid()
+    made = {name: tmp_path / f"{metrics_files.PREFIX}{pid}-abc"
+            for name, pid in (("dead", dead.pid), ("live", live), ("mine", os.getpid()))}
+    for path in made.values():
+        (path / "counter_1.db").parent.mkdir()
+        (path / "counter_1.db").write_bytes(b"x")
+    unrelated = tmp_path / "PostgreSQL.1234"
+    unrelated.write_bytes(b"")
+
+    removed = metrics_files.sweep_leftovers(tmp_path)
+
+    # Our own pid on an existing directory: it was a past boot's, since prepare() runs once.
+    assert sorted(removed) == sorted([made["dead"], made["mine"]])
+    assert made["live"].exists() and unrelated.exists()
+    assert not made["dead"].exists() and not made["mine"].exists()
