@@ -14,7 +14,6 @@ import os
 import queue
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +27,7 @@ from typing import IO
 from converter.engine.allocator import with_preload
 from converter.engine.client import BridgeClient, EngineCallTimeout, EngineGone
 from converter.engine.ipc_sockets import bound_pipes, remove_pipes
+from converter.engine.ports import PortReservation
 from converter.engine.profile import PROXY_ENV, write_profile
 from converter.errors import EngineStartError
 
@@ -87,14 +87,6 @@ def find_engine_python(configured: str) -> str:
     if importlib.util.find_spec("uno") is not None:
         return sys.executable
     return "/usr/bin/python3"
-
-
-def free_port() -> int:
-    """Ask the kernel for a free TCP port on the loopback interface."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def die_with_parent() -> None:
@@ -158,6 +150,7 @@ class Instance:
         self.client: BridgeClient | None = None
         self.uno_port = 0
         self.rpc_port = 0
+        self._ports: list[PortReservation] = []  # held until both listen (engine/ports.py)
         self.conversions = 0
         self.generation = 0
         self.drain_reason = ""
@@ -215,7 +208,8 @@ class Instance:
         self.tmp_dir = self.scratch_root / f"{self.name}-tmp-{self.generation + 1}"
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
         self.tmp_dir.mkdir(parents=True)
-        self.uno_port, self.rpc_port = free_port(), free_port()
+        self._ports = [PortReservation(), PortReservation()]
+        self.uno_port, self.rpc_port = (reserved.port for reserved in self._ports)
         self.soffice = self._spawn_soffice(profile)
         self.bridge = subprocess.Popen(
             [self.python, "-m", "converter.engine.bridge", "--uno-port", str(self.uno_port),
@@ -255,6 +249,8 @@ class Instance:
             try:
                 assert self.client is not None
                 self.client.ping(timeout=1.0)
+                # The bridge answers only once it is connected to LibreOffice: both listen.
+                self._release_ports()
                 self._note_pipes()
                 break
             except (EngineGone, EngineCallTimeout):
@@ -299,8 +295,14 @@ class Instance:
             return self.soffice.pid
         return None
 
+    def _release_ports(self) -> None:
+        for reserved in self._ports:
+            reserved.release()
+        self._ports = []
+
     def kill(self) -> None:
         """Kill both processes and their children at once, then remove what they leave behind."""
+        self._release_ports()
         self._note_pipes()
         for proc in (self.bridge, self.soffice):
             if proc is None:
