@@ -33,6 +33,7 @@ from PIL import Image
 from pypdf import PdfReader
 from pypdf.generic import StreamObject
 
+from converter.engine.ports import PortReservation
 from tests.support.attacks import (
     CANARY_BODY,
     CANARY_COLOURS,
@@ -42,7 +43,7 @@ from tests.support.attacks import (
     build_attacks,
     checker_png,
 )
-from tests.support.served import ServedApp, free_port
+from tests.support.served import ServedApp
 
 UNOSERVER = Path(__import__("sys").executable).with_name("unoserver")
 NAMES = [a.name for a in build_attacks("http://127.0.0.1:1", Path("/x.png"), Path("/x"))]
@@ -318,7 +319,9 @@ def bare_unoserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[i
 
     Yields (unoserver's XML-RPC port, its LibreOffice's UNO port)."""
     folder = tmp_path_factory.mktemp("bare-unoserver")
-    port, uno_port = free_port(), free_port()
+    # Held while unoserver runs: both of its listeners bind with SO_REUSEADDR.
+    reserved = [PortReservation(), PortReservation()]
+    port, uno_port = (r.port for r in reserved)
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     with open(folder / "unoserver.log", "wb") as log:
         proc = subprocess.Popen(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,19 +17,14 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
+from converter.engine.ports import PortReservation
+
 BUCKET = "converter-storage-test"
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def raw_client(endpoint: str) -> Any:
@@ -49,7 +43,10 @@ class MotoServer:
 
     def __init__(self, log: Path, port: int | None = None,
                  env: dict[str, str] | None = None) -> None:
-        self.port = port or _free_port()
+        # Held for this object's life, so a restart finds its port still free
+        # (engine/ports.py); werkzeug's server binds with SO_REUSEADDR as that requires.
+        self._port = None if port else PortReservation()
+        self.port = port or self._port.port  # type: ignore[union-attr]
         self.extra_env = env or {}
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log

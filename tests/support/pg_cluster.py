@@ -21,7 +21,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.support.served import free_port
+from converter.engine.ports import PortReservation
 
 BIN = Path(os.environ.get("CONVERTER_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 USER = "postgres"
@@ -33,7 +33,10 @@ class PgCluster:
     def __init__(self, root: Path, port: int | None = None) -> None:
         self.root = root
         self.data = root / "data"
-        self.port = port or free_port()
+        # Held for this object's life, so a restart after an outage test's stop finds its
+        # port still free (engine/ports.py); PostgreSQL binds with SO_REUSEADDR.
+        self._port = None if port else PortReservation()
+        self.port = port or self._port.port  # type: ignore[union-attr]
         self.log = root / "postgres.log"
 
     @property

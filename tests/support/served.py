@@ -18,6 +18,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from converter.engine.ports import PortReservation
+
 REPO = Path(__file__).resolve().parents[2]
 CONVERTER = str(Path(sys.executable).with_name("converter"))
 
@@ -40,7 +42,10 @@ class ServedApp:
     def __init__(self, data_dir: Path, env: dict[str, str] | None = None,
                  workers: int = 2, http_workers: int = 2) -> None:
         self.data_dir = data_dir
-        self.port = free_port()
+        # Held for this object's life, restarts included: a port merely found free may be
+        # given to some outgoing connection before gunicorn binds it (engine/ports.py).
+        self._port = PortReservation()
+        self.port = self._port.port
         self.url = f"http://127.0.0.1:{self.port}"
         self.key = "sk_live_" + secrets.token_urlsafe(24)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("CONVERTER_")}
