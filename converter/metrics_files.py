@@ -5,12 +5,17 @@ page by page as new series appear. A page that the file system cannot back kills
 the process with SIGBUS, so these files must not live on CONVERTER_DATA_DIR, which
 the disk guard expects to fill up: a full data disk would kill the HTTP worker that
 counts the 507 it answers. They go on /dev/shm (memory, where gunicorn keeps its
-heartbeat files too), in a directory named after the supervisor's pid, so that the
-leftovers of a killed service are recognised and removed by the next one.
+heartbeat files too), in a directory of their own per service.
+
+A service holds an flock on ``OWNER_LOCK`` in its directory for as long as it runs,
+so the next service to start removes the directories whose lock it can take: their
+owner was killed. A lock rather than a pid, because services in separate pid
+namespaces (containers of one pod) may share one /dev/shm.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import sys
@@ -20,6 +25,12 @@ from pathlib import Path
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 SHARED_MEMORY = Path("/dev/shm")
 PREFIX = "converter-metrics-"
+OWNER_LOCK = ".owner.lock"
+# Directories still being set up: never swept, since their lock is not taken yet.
+_MAKING = ".making-"
+
+# The open lock file of this process's own directory (one service per process).
+_owner_fd: int | None = None
 
 
 def memory_dir() -> Path:
@@ -30,11 +41,18 @@ def memory_dir() -> Path:
 
 
 def _owner_gone(directory: Path) -> bool:
-    pid = directory.name[len(PREFIX):].split("-", 1)[0]
-    if not pid.isdigit():
+    try:
+        fd = os.open(directory / OWNER_LOCK, os.O_RDWR)
+    except OSError:
+        # No lock to take (not one of ours, or not readable): nothing proves it dead.
         return False
-    # Our own pid on an old directory: a service of a past boot (or container) had it.
-    return int(pid) == os.getpid() or not Path(f"/proc/{pid}").exists()
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False  # its service is running
+    finally:
+        os.close(fd)
+    return True
 
 
 def sweep_leftovers(base: Path) -> list[Path]:
@@ -47,21 +65,31 @@ def sweep_leftovers(base: Path) -> list[Path]:
     return removed
 
 
-def prepare() -> Path:
-    """A fresh, private metrics directory in memory, exported as PROMETHEUS_MULTIPROC_DIR."""
+def prepare(base: Path | None = None) -> Path:
+    """A fresh, private metrics directory in memory (or base), as PROMETHEUS_MULTIPROC_DIR."""
     # prometheus-client picks its storage when its first metric is made; metrics made
     # in this process already would count in memory, not in the shared directory.
     if "converter.metrics" in sys.modules:
         raise RuntimeError("converter.metrics was imported before the serve command set "
                            f"{MULTIPROC_ENV}; import it lazily in the supervisor")
-    base = memory_dir()
+    base = base or memory_dir()
     sweep_leftovers(base)
-    # mkdtemp makes it 0700: /dev/shm is shared by every user of the host.
-    path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=base))
+    # mkdtemp makes it 0700: /dev/shm is shared by every user of the host. It gets its
+    # final name only once locked, so a sweep by another service never sees it unlocked.
+    making = Path(tempfile.mkdtemp(prefix=_MAKING + PREFIX, dir=base))
+    global _owner_fd
+    _owner_fd = os.open(making / OWNER_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(_owner_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    path = base / making.name[len(_MAKING):]
+    making.rename(path)
     os.environ[MULTIPROC_ENV] = str(path)
     return path
 
 
 def remove(path: Path) -> None:
-    """Delete a stopped service's metrics directory."""
+    """Delete a stopped service's metrics directory, and let go of its lock."""
+    global _owner_fd
     shutil.rmtree(path, ignore_errors=True)
+    if _owner_fd is not None:
+        os.close(_owner_fd)
+        _owner_fd = None

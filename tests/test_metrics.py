@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -185,21 +186,52 @@ def test_metrics_made_before_the_directory_is_set_are_refused() -> None:
 
 
 def test_leftover_metrics_directories_of_dead_services_are_swept(tmp_path: Path) -> None:
-    """A service killed with -9 left its directory: the next start removes it, no live one's."""
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    live = os.getppid()
-    made = {name: tmp_path / f"{metrics_files.PREFIX}{pid}-abc"
-            for name, pid in (("dead", dead.pid), ("live", live), ("mine", os.getpid()))}
+    """A service killed with -9 left its directory: the next start removes it, no live one's.
+
+    Alive means its lock is held: here by an open file of this process, as a service in
+    another pid namespace would hold it, with no pid this process could see."""
+    made = {name: tmp_path / f"{metrics_files.PREFIX}{name}"
+            for name in ("live", "killed", "no_lock")}
     for path in made.values():
-        (path / "counter_1.db").parent.mkdir()
+        path.mkdir()
         (path / "counter_1.db").write_bytes(b"x")
+    for name in ("live", "killed"):
+        (made[name] / metrics_files.OWNER_LOCK).touch()
+    live_fd = os.open(made["live"] / metrics_files.OWNER_LOCK, os.O_RDWR)
+    fcntl.flock(live_fd, fcntl.LOCK_EX)
     unrelated = tmp_path / "PostgreSQL.1234"
     unrelated.write_bytes(b"")
+    try:
+        removed = metrics_files.sweep_leftovers(tmp_path)
+    finally:
+        os.close(live_fd)
 
-    removed = metrics_files.sweep_leftovers(tmp_path)
+    # Without a lock file nothing proves the owner dead (another version's, say): kept.
+    assert removed == [made["killed"]]
+    assert made["live"].exists() and made["no_lock"].exists() and unrelated.exists()
+    assert not made["killed"].exists()
 
-    # Our own pid on an existing directory: it was a past boot's, since prepare() runs once.
-    assert sorted(removed) == sorted([made["dead"], made["mine"]])
-    assert made["live"].exists() and unrelated.exists()
-    assert not made["dead"].exists() and not made["mine"].exists()
+
+def test_a_running_service_keeps_its_directory_and_a_killed_one_loses_it(
+        tmp_path: Path) -> None:
+    """prepare() in another process: swept only once that process is gone (kill -9).
+
+    In tmp_path, not /dev/shm: a sweep there could remove what a service of another
+    version on this machine keeps there."""
+    script = ("import sys, time\nfrom pathlib import Path\nfrom converter import metrics_files\n"
+              f"print(metrics_files.prepare(Path({str(tmp_path)!r})), flush=True)\n"
+              "time.sleep(60)\n")
+    env = {k: v for k, v in os.environ.items() if k != metrics_files.MULTIPROC_ENV}
+    owner = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=env,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout is not None
+        path = Path(owner.stdout.readline().strip())
+        assert path.parent == tmp_path and path.is_dir(), path
+        assert path not in metrics_files.sweep_leftovers(path.parent)
+        assert path.is_dir()
+    finally:
+        owner.kill()
+        owner.wait(timeout=10)
+    assert path in metrics_files.sweep_leftovers(path.parent)
+    assert not path.exists()
